@@ -1,0 +1,75 @@
+"""The task catalog: every applied :class:`TaskDefinition`, from the compacted ``tasks`` topic."""
+
+from __future__ import annotations
+
+import logging
+
+from flywheel import serde
+from flywheel.compacted import CompactedReader
+from flywheel.kafka import KafkaConfig, make_producer
+from flywheel.tasks import TaskDefinition
+from flywheel.topics import TASKS
+
+__all__ = ["TaskCatalog", "apply_tasks", "delete_task"]
+
+log = logging.getLogger(__name__)
+
+
+class TaskCatalog:
+    """An in-memory view of the ``tasks`` topic, optionally kept current in the background."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._tasks: dict[str, TaskDefinition] = {}
+        self._reader = CompactedReader(config, TASKS.name, self._on_record)
+
+    def _on_record(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        name = key.decode("utf-8")
+        if value is None:
+            self._tasks.pop(name, None)
+            return
+        self._tasks[name] = serde.decode(TaskDefinition, value, max_bytes=1_000_000)
+
+    async def start(self, *, follow: bool = True) -> None:
+        count = await self._reader.load()
+        log.info("task catalog loaded", extra={"records": count, "tasks": len(self._tasks)})
+        if follow:
+            self._reader.follow()
+
+    async def stop(self) -> None:
+        await self._reader.stop()
+
+    def get(self, name: str) -> TaskDefinition | None:
+        return self._tasks.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def all(self) -> list[TaskDefinition]:
+        return sorted(self._tasks.values(), key=lambda t: t.name)
+
+    def put(self, task: TaskDefinition) -> None:
+        """Add a task locally (tests and the CLI's dry runs); production reads the topic."""
+        self._tasks[task.name] = task
+
+
+async def apply_tasks(config: KafkaConfig, tasks: list[TaskDefinition]) -> None:
+    """Store ``tasks`` in the ``tasks`` topic (latest definition per name wins)."""
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        for task in tasks:
+            await producer.send_and_wait(TASKS.name, serde.encode(task), key=task.name.encode())
+    finally:
+        await producer.stop()
+
+
+async def delete_task(config: KafkaConfig, name: str) -> None:
+    """Write a tombstone: the task disappears from every catalog."""
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        await producer.send_and_wait(TASKS.name, None, key=name.encode())
+    finally:
+        await producer.stop()
