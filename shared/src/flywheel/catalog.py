@@ -20,7 +20,7 @@ class TaskCatalog:
 
     def __init__(self, config: KafkaConfig) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
-        self._reader = CompactedReader(config, TASKS.name, self._on_record)
+        self._reader = CompactedReader(config, config.topic(TASKS), self._on_record)
 
     def _on_record(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -60,7 +60,9 @@ async def apply_tasks(config: KafkaConfig, tasks: list[TaskDefinition]) -> None:
     await producer.start()
     try:
         for task in tasks:
-            await producer.send_and_wait(TASKS.name, serde.encode(task), key=task.name.encode())
+            await producer.send_and_wait(
+                config.topic(TASKS), serde.encode(task), key=task.name.encode()
+            )
     finally:
         await producer.stop()
 
@@ -70,6 +72,6 @@ async def delete_task(config: KafkaConfig, name: str) -> None:
     producer = make_producer(config)
     await producer.start()
     try:
-        await producer.send_and_wait(TASKS.name, None, key=name.encode())
+        await producer.send_and_wait(config.topic(TASKS), None, key=name.encode())
     finally:
         await producer.stop()

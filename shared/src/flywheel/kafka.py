@@ -47,6 +47,13 @@ class KafkaConfig:
     client_id: str = "flywheel"
     replication_factor: int = 1
     request_timeout_ms: int = 30_000
+    # Prepended to every topic name: one cluster can host several isolated Flywheel
+    # deployments (staging beside prod, or one namespace per integration test).
+    topic_prefix: str = ""
+
+    def topic(self, spec: TopicSpec) -> str:
+        """The broker-side name of ``spec`` in this deployment."""
+        return self.topic_prefix + spec.name
 
 
 def make_producer(
@@ -143,12 +150,12 @@ async def ensure_topics(config: KafkaConfig, topics: Iterable[TopicSpec] = ALL_T
         raise DependencyUnavailable(f"Kafka at {config.bootstrap_servers}: {exc}") from exc
     try:
         existing = set(await admin.list_topics())
-        missing = [spec for spec in topics if spec.name not in existing]
+        missing = [spec for spec in topics if config.topic(spec) not in existing]
         if not missing:
             return []
         new = [
             NewTopic(
-                spec.name,
+                config.topic(spec),
                 spec.partitions,
                 config.replication_factor,
                 topic_configs=spec.broker_config(),
@@ -160,6 +167,6 @@ async def ensure_topics(config: KafkaConfig, topics: Iterable[TopicSpec] = ALL_T
         except TopicAlreadyExistsError:
             # Another process raced us to it; the topic exists, which is all we need.
             log.info("topics created concurrently by another process")
-        return [spec.name for spec in missing]
+        return [config.topic(spec) for spec in missing]
     finally:
         await admin.close()

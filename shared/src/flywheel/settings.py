@@ -34,6 +34,7 @@ class ServiceSettings(BaseSettings):
         ),
     )
     kafka_replication_factor: int = Field(default=1, ge=1, le=5)
+    topic_prefix: str = Field(default="", pattern=r"^[a-zA-Z0-9._-]{0,64}$")
     redis_url: str = Field(
         default="redis://127.0.0.1:16379/0",
         validation_alias=AliasChoices("FLYWHEEL_REDIS_URL", "REDIS_URL"),
@@ -56,6 +57,7 @@ class ServiceSettings(BaseSettings):
             bootstrap_servers=self.kafka_bootstrap_servers,
             client_id=client_id,
             replication_factor=self.kafka_replication_factor,
+            topic_prefix=self.topic_prefix,
         )
 
     def redis_config(self) -> RedisConfig:

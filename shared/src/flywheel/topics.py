@@ -77,7 +77,9 @@ MODELS_REGISTRY = TopicSpec(
     "models.registry",
     3,
     compacted=True,
-    description="Every model version, promotion and rollback (key = task:version).",
+    # Model versions carry their LightGBM text; bounded models stay well under this.
+    extra_config={"max.message.bytes": str(16 * 1024 * 1024)},
+    description="Every model version (key task@vN) and champion change (key task#seq).",
 )
 MODELS_PUBLISHED = TopicSpec(
     "models.published", 3, description="Announcements of a new champion per task."
