@@ -62,6 +62,7 @@ def make_producer(
     transactional_id: str | None = None,
     linger_ms: int = 5,
     compression_type: str | None = None,
+    max_request_size: int = MAX_MESSAGE_BYTES + 48_576,
 ) -> AIOKafkaProducer:
     """An idempotent, acks=all producer (transactional when ``transactional_id`` is set).
 
@@ -75,7 +76,7 @@ def make_producer(
         transactional_id=transactional_id,
         linger_ms=linger_ms,
         compression_type=compression_type,
-        max_request_size=MAX_MESSAGE_BYTES + 48_576,
+        max_request_size=max_request_size,
         request_timeout_ms=config.request_timeout_ms,
     )
 
