@@ -58,7 +58,7 @@ def decode(model: type[M], payload: bytes, *, max_bytes: int = DEFAULT_MAX_EVENT
         return model.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "<root>"
+        field = _field_path(first["loc"])
         reason = "non_finite" if "finite" in first["msg"] else "invalid_field"
         raise EventValidationError(f"{field}: {first['msg']}", field=field, reason=reason) from exc
 
@@ -68,10 +68,15 @@ def validation_error_message(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         parts = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "<root>"
+            field = _field_path(err["loc"])
             parts.append(f"{field}: {err['msg']}")
         return "; ".join(parts)
     return str(exc)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # pydantic marks a bad dict *key* with a trailing "[key]"; the key is the field.
+    return ".".join(str(part) for part in loc if part != "[key]") or "<root>"
 
 
 def _mentions_non_finite(payload: bytes, error: str) -> bool:

@@ -1,0 +1,42 @@
+"""The library's public surface is explicit and pinned (httpx's test_exported_members)."""
+
+from __future__ import annotations
+
+import flywheel
+
+
+def test_all_exports_exist_and_are_sorted() -> None:
+    for name in flywheel.__all__:
+        assert hasattr(flywheel, name), name
+    assert flywheel.__all__ == sorted(flywheel.__all__)
+
+
+def test_public_names_are_exported() -> None:
+    public = {name for name in vars(flywheel) if not name.startswith("_")}
+    modules = {
+        "catalog",
+        "compacted",
+        "errors",
+        "events",
+        "kafka",
+        "redis",
+        "serde",
+        "tasks",
+        "topics",
+        "settings",
+        "logs",
+        "lifecycle",
+        "metrics",
+        "registry",
+        "heartbeat",
+    }
+    assert public - modules - set(flywheel.__all__) == set()
+
+
+def test_every_error_derives_from_the_base() -> None:
+    errors = [
+        getattr(flywheel, n) for n in flywheel.__all__ if n.endswith(("Error", "Unavailable"))
+    ]
+    assert errors
+    for error in errors:
+        assert issubclass(error, flywheel.FlywheelError), error

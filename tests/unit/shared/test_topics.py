@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+from flywheel.kafka import KafkaConfig
+from flywheel.topics import ALL_TOPICS, FEEDBACK_EVENTS, MODELS_REGISTRY, TASKS, topic_by_name
+
+
+def test_topic_names_are_unique() -> None:
+    names = [t.name for t in ALL_TOPICS]
+    assert len(names) == len(set(names))
+
+
+def test_sources_of_truth_are_compacted_and_kept() -> None:
+    for spec in (TASKS, MODELS_REGISTRY):
+        cfg = spec.broker_config()
+        assert cfg["cleanup.policy"] == "compact"
+        assert "retention.ms" not in cfg
+
+
+def test_streams_have_bounded_retention() -> None:
+    cfg = FEEDBACK_EVENTS.broker_config()
+    assert cfg["cleanup.policy"] == "delete"
+    assert int(cfg["retention.ms"]) > 0
+
+
+def test_prefix_namespaces_every_topic() -> None:
+    config = KafkaConfig(topic_prefix="staging.")
+    assert config.topic(FEEDBACK_EVENTS) == "staging.feedback.events"
+    assert KafkaConfig().topic(FEEDBACK_EVENTS) == "feedback.events"
+
+
+def test_lookup_by_name() -> None:
+    assert topic_by_name("tasks") is TASKS
+    with pytest.raises(KeyError):
+        topic_by_name("nope")
