@@ -6,6 +6,7 @@ import math
 import os
 
 import pytest
+
 from flywheel import serde
 from flywheel.events import Heartbeat
 from flywheel.heartbeat import HeartbeatPublisher, ProcessUsage, default_instance

@@ -4,9 +4,10 @@ import json
 import logging
 
 import pytest
+from pydantic import ValidationError
+
 from flywheel.logs import configure_logging, redact
 from flywheel.settings import ServiceSettings
-from pydantic import ValidationError
 
 
 @pytest.mark.parametrize(

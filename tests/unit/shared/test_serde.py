@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
+
 from flywheel import serde
 from flywheel.errors import EventValidationError, SerdeError
 from flywheel.events import Alert, AlertSeverity, AlertState, FeedbackEvent, TrainingBatch

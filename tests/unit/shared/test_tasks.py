@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from flywheel.errors import EventValidationError, TaskError
 from flywheel.tasks import Objective, TaskDefinition, load_task_file
 

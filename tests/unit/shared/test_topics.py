@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flywheel.kafka import KafkaConfig
 from flywheel.topics import ALL_TOPICS, FEEDBACK_EVENTS, MODELS_REGISTRY, TASKS, topic_by_name
 
