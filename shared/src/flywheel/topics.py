@@ -15,6 +15,7 @@ __all__ = [
     "ALERTS",
     "ALERTS_DLQ",
     "ALERTS_NOTIFICATIONS",
+    "ALERTS_STATE",
     "ALL_TOPICS",
     "FEEDBACK_DLQ",
     "FEEDBACK_EVENTS",
@@ -110,6 +111,12 @@ ALERTS_NOTIFICATIONS = TopicSpec(
 ALERTS_DLQ = TopicSpec(
     "alerts.dlq", 1, retention_ms=30 * _DAY_MS, description="Notifications that could not be sent."
 )
+ALERTS_STATE = TopicSpec(
+    "alerts.state",
+    1,
+    compacted=True,
+    description="The alerter's durable state: alerts, silences, notification log, intents.",
+)
 
 ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     FEEDBACK_EVENTS,
@@ -127,6 +134,7 @@ ALL_TOPICS: Final[tuple[TopicSpec, ...]] = (
     ALERTS,
     ALERTS_NOTIFICATIONS,
     ALERTS_DLQ,
+    ALERTS_STATE,
 )
 
 
