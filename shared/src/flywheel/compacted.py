@@ -39,17 +39,35 @@ class CompactedReader:
         await consumer.start()
         self._consumer = consumer
         partitions = consumer.partitions_for_topic(self._topic)
-        if partitions is None:
-            await consumer.client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(self._topic) or set()
+        for _ in range(50):
+            if partitions:
+                break
+            # The consumer has no metadata for a topic it neither subscribed nor was
+            # assigned, and no public refresh; a just-created topic may need a moment.
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self._topic)
+            if not partitions:
+                await asyncio.sleep(0.1)
+        partitions = partitions or set()
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         if not tps:
             return 0
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
+        return await self._read_to_end(consumer, tps)
+
+    async def catch_up(self) -> int:
+        """Apply records written since :meth:`load` up to the current end (not while following)."""
+        if self._consumer is None:
+            raise RuntimeError("load() first")
+        if self._follower is not None:
+            raise RuntimeError("catch_up() while following: the follower already applies them")
+        return await self._read_to_end(self._consumer, list(self._consumer.assignment()))
+
+    async def _read_to_end(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> int:
         end = await consumer.end_offsets(tps)
         seen = 0
-        pending = {tp for tp in tps if end[tp] > 0}
+        pending = {tp for tp in tps if await consumer.position(tp) < end[tp]}
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1_000)
             for records in batches.values():
