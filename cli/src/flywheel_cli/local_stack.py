@@ -1,0 +1,419 @@
+"""Bringing the local stack up and down: Kafka and Redis, the topics, then the services.
+
+The rules, in the order ``up`` applies them to each component:
+
+1. pointed elsewhere (``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL``): use it, start nothing;
+2. a process this state folder started is still running: keep it (``up`` is idempotent);
+3. something else already listens on the component's port: use it, never stop it
+   (a stack from another checkout, or one a developer started by hand);
+4. otherwise start it, detached, logging into the state folder.
+
+Only components started in step 4 are ``managed``; ``down`` stops exactly those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flywheel.errors import FlywheelError
+from flywheel_cli import kafka_local, redis_local
+from flywheel_cli.components import ServiceSpec, available_services
+from flywheel_cli.config import LOOPBACK, StackConfig
+from flywheel_cli.health import Health, http_health, kafka_health, redis_health
+from flywheel_cli.processes import (
+    ComponentRecord,
+    StackState,
+    Stopped,
+    file_lock,
+    is_running,
+    listener_pid,
+    port_open,
+    process_start_ticks,
+    remove_pid_file,
+    spawn,
+    tail,
+    terminate,
+    write_pid_file,
+)
+
+__all__ = ["ComponentStatus", "LocalStack", "StackError", "service_environment"]
+
+# A broker's controlled shutdown flushes logs and hands off leadership; give it time
+# before SIGKILL, which would cost a log recovery on the next start.
+STOP_TIMEOUT_S = {"kafka": 60.0, "redis": 15.0, "service": 20.0}
+
+
+class StackError(FlywheelError):
+    """The local stack could not be brought to the requested state."""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    record: ComponentRecord
+    pid: int | None
+    health: Health
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.record.name,
+            "kind": self.record.kind,
+            "pid": self.pid,
+            "port": self.record.port,
+            "endpoint": self.record.endpoint,
+            "managed": self.record.managed,
+            "health": "healthy" if self.health.healthy else "unhealthy",
+            "detail": self.health.detail,
+            "log": self.record.log,
+        }
+
+
+def _endpoint_port(endpoint: str, default: int) -> int | None:
+    first = endpoint.split(",", maxsplit=1)[0]
+    try:
+        if "://" in first:
+            return urlsplit(first).port or default
+        return int(first.rsplit(":", 1)[1])
+    except (ValueError, IndexError):
+        return None
+
+
+def _on_loopback(record: ComponentRecord) -> bool:
+    return record.endpoint.startswith((f"{LOOPBACK}:", f"redis://{LOOPBACK}:"))
+
+
+def service_environment(
+    spec: ServiceSpec, port: int, base: Mapping[str, str], config: StackConfig
+) -> dict[str, str]:
+    """The environment a service process starts with.
+
+    The ``FLYWHEEL_``-prefixed names win over the bare ones in the services' settings,
+    so setting them here beats anything stale inherited from the operator's shell.
+    """
+    env = dict(base)
+    env.update(spec.env)
+    env["FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS"] = config.kafka_bootstrap
+    env["FLYWHEEL_REDIS_URL"] = config.redis_url
+    if config.topic_prefix:
+        env["FLYWHEEL_TOPIC_PREFIX"] = config.topic_prefix
+    env[spec.port_env] = str(port)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class LocalStack:
+    """Operations on one state folder. ``echo`` receives progress lines."""
+
+    def __init__(
+        self,
+        config: StackConfig,
+        *,
+        env: Mapping[str, str],
+        python: str,
+        echo: Callable[[str], None] = lambda _line: None,
+    ) -> None:
+        self.config = config
+        self.env = dict(env)
+        self.python = python
+        self.echo = echo
+
+    # -- records for the two dependencies -------------------------------------------------
+
+    def _kafka_record(self, *, managed: bool, pid: int | None = None) -> ComponentRecord:
+        cfg = self.config
+        return ComponentRecord(
+            name="kafka",
+            kind="kafka",
+            endpoint=cfg.kafka_bootstrap,
+            port=_endpoint_port(cfg.kafka_bootstrap, 9092),
+            managed=managed,
+            pid=pid,
+            log=str(cfg.logs_dir / "kafka.log") if managed else None,
+        )
+
+    def _redis_record(self, *, managed: bool, pid: int | None = None) -> ComponentRecord:
+        cfg = self.config
+        return ComponentRecord(
+            name="redis",
+            kind="redis",
+            endpoint=cfg.redis_url,
+            port=_endpoint_port(cfg.redis_url, 6379),
+            managed=managed,
+            pid=pid,
+            log=str(cfg.logs_dir / "redis.log") if managed else None,
+        )
+
+    def default_records(self) -> list[ComponentRecord]:
+        """Kafka and Redis as the config describes them, before anything is started."""
+        return [self._kafka_record(managed=False), self._redis_record(managed=False)]
+
+    # -- probing -------------------------------------------------------------------------
+
+    def probe(self, record: ComponentRecord, *, timeout_s: float = 5.0) -> Health:
+        if record.managed and not is_running(record.pid, record.start_ticks):
+            return Health(False, "process not running")
+        port = record.port
+        if port is not None and _on_loopback(record) and not port_open(LOOPBACK, port):
+            # Cheap and immediate; spares a client library's connect retries.
+            return Health(False, f"nothing listens on {LOOPBACK}:{record.port}")
+        if record.kind == "kafka":
+            return kafka_health(record.endpoint, timeout_s=timeout_s)
+        if record.kind == "redis":
+            return redis_health(record.endpoint, timeout_s=min(timeout_s, 2.0))
+        if record.health_url:
+            return http_health(record.health_url, timeout_s=min(timeout_s, 2.0))
+        return Health(True, "process alive")
+
+    def _shown_pid(self, record: ComponentRecord) -> int | None:
+        if record.managed:
+            return record.pid
+        if record.port is not None and _on_loopback(record):
+            return listener_pid(record.port)
+        return None
+
+    def status(self) -> list[ComponentStatus]:
+        """Every component ``up`` recorded, plus Kafka and Redis as configured if not."""
+        state = StackState.load(self.config.stack_file)
+        records = dict(state.components)
+        for default in self.default_records():
+            records.setdefault(default.name, default)
+        order = ["kafka", "redis"] + [name for name in records if name not in ("kafka", "redis")]
+        return [
+            ComponentStatus(record, self._shown_pid(record), self.probe(record))
+            for record in (records[name] for name in order)
+        ]
+
+    # -- up ------------------------------------------------------------------------------
+
+    def _spawn(
+        self,
+        record: ComponentRecord,
+        argv: list[str],
+        *,
+        stdout: Path,
+        env: Mapping[str, str],
+        cwd: Path,
+    ) -> ComponentRecord:
+        proc = spawn(argv, log_path=stdout, env=env, cwd=cwd)
+        write_pid_file(self.config.pids_dir, record.name, proc.pid)
+        self.echo(f"{record.name}: started pid {proc.pid}, log {record.log}")
+        return replace(
+            record,
+            pid=proc.pid,
+            start_ticks=process_start_ticks(proc.pid),
+            argv=tuple(argv),
+            started_at=time.time(),
+        )
+
+    def _reuse_or_adopt(
+        self, current: ComponentRecord | None, port: int | None, adopt: ComponentRecord
+    ) -> ComponentRecord | None:
+        """Rules 2 and 3 of the module docstring; None means "start one"."""
+        if current is not None and current.managed and is_running(current.pid, current.start_ticks):
+            self.echo(f"{current.name}: already running, pid {current.pid}")
+            return current
+        if port is not None and port_open(LOOPBACK, port):
+            holder = listener_pid(port)
+            self.echo(
+                f"{adopt.name}: {LOOPBACK}:{port} is already served"
+                + (f" by pid {holder}" if holder else "")
+                + "; using it, and `down` will leave it alone"
+            )
+            return adopt
+        return None
+
+    def _ensure_kafka(self, state: StackState) -> ComponentRecord:
+        cfg = self.config
+        if cfg.external_kafka:
+            self.echo(f"kafka: using {cfg.external_kafka} (KAFKA_BOOTSTRAP_SERVERS)")
+            return self._kafka_record(managed=False)
+        found = self._reuse_or_adopt(
+            state.components.get("kafka"), cfg.kafka_port, self._kafka_record(managed=False)
+        )
+        if found is not None:
+            return found
+        if port_open(LOOPBACK, cfg.controller_port):
+            holder = listener_pid(cfg.controller_port)
+            raise StackError(
+                f"controller port {cfg.controller_port} is taken"
+                + (f" by pid {holder}" if holder else "")
+                + ": set FLYWHEEL_KAFKA_CONTROLLER_PORT"
+            )
+        if kafka_local.ensure_jars(cfg.kafka_lib_dir, cfg.pom_path):
+            self.echo(f"kafka: fetched jars into {cfg.kafka_lib_dir}")
+        kafka_local.write_broker_config(cfg)
+        cluster_id = kafka_local.ensure_storage_formatted(cfg)
+        if cluster_id:
+            self.echo(f"kafka: formatted {cfg.kafka_data_dir} (cluster {cluster_id})")
+        return self._spawn(
+            self._kafka_record(managed=True),
+            kafka_local.broker_argv(cfg),
+            stdout=cfg.logs_dir / "kafka.stdout.log",
+            env=self.env,
+            cwd=cfg.kafka_dir,
+        )
+
+    def _ensure_redis(self, state: StackState) -> ComponentRecord:
+        cfg = self.config
+        if cfg.external_redis:
+            self.echo(f"redis: using {cfg.external_redis} (REDIS_URL)")
+            return self._redis_record(managed=False)
+        found = self._reuse_or_adopt(
+            state.components.get("redis"), cfg.redis_port, self._redis_record(managed=False)
+        )
+        if found is not None:
+            return found
+        cfg.redis_dir.mkdir(parents=True, exist_ok=True)
+        return self._spawn(
+            self._redis_record(managed=True),
+            redis_local.redis_argv(cfg),
+            stdout=cfg.logs_dir / "redis.log",
+            env=self.env,
+            cwd=cfg.redis_dir,
+        )
+
+    def _ensure_service(self, spec: ServiceSpec, state: StackState) -> ComponentRecord:
+        port = self.config.service_ports.get(spec.name, spec.default_port)
+        record = ComponentRecord(
+            name=spec.name,
+            kind="service",
+            endpoint=f"{LOOPBACK}:{port}",
+            port=port,
+            managed=True,
+            log=str(self.config.logs_dir / f"{spec.name}.log"),
+            health_url=f"http://{LOOPBACK}:{port}{spec.health_path}" if spec.health_path else None,
+        )
+        found = self._reuse_or_adopt(
+            state.components.get(spec.name), port, replace(record, managed=False, log=None)
+        )
+        if found is not None:
+            return found
+        return self._spawn(
+            record,
+            spec.argv(self.python),
+            stdout=Path(record.log or os.devnull),
+            env=service_environment(spec, port, self.env, self.config),
+            cwd=self.config.repo_root,
+        )
+
+    def _wait_healthy(self, records: Iterable[ComponentRecord], deadline: float) -> None:
+        pending = {record.name: record for record in records}
+        last: dict[str, Health] = {}
+        while pending:
+            for name, record in list(pending.items()):
+                if record.managed and not is_running(record.pid, record.start_ticks):
+                    raise StackError(f"{name} exited during start-up.\n{self._log_tail(record)}")
+                remaining = deadline - time.monotonic()
+                health = self.probe(record, timeout_s=max(0.5, min(5.0, remaining)))
+                if health.healthy:
+                    del pending[name]
+                    self.echo(f"{name}: healthy ({health.detail})")
+                else:
+                    last[name] = health
+            if pending and time.monotonic() >= deadline:
+                lines = [f"  {name}: {last[name].detail}" for name in pending]
+                tails = [self._log_tail(pending[name]) for name in pending]
+                raise StackError(
+                    "not healthy before the deadline:\n" + "\n".join(lines + tails).rstrip()
+                )
+            if pending:
+                time.sleep(0.1)
+
+    def _log_tail(self, record: ComponentRecord) -> str:
+        logs = [record.log]
+        if record.kind == "kafka" and record.managed:
+            logs.append(str(self.config.logs_dir / "kafka.stdout.log"))
+        chunks = [f"--- {log} ---\n{text}" for log in logs if log and (text := tail(log))]
+        return "\n".join(chunks)
+
+    def _create_topics(self, deadline: float) -> list[str]:
+        from aiokafka.errors import KafkaError
+
+        from flywheel.kafka import KafkaConfig, ensure_topics
+        from flywheel.topics import ALL_TOPICS
+
+        kafka = KafkaConfig(
+            bootstrap_servers=self.config.kafka_bootstrap,
+            client_id="flywheel-stack",
+            replication_factor=self.config.replication_factor,
+            topic_prefix=self.config.topic_prefix,
+        )
+        wanted = {kafka.topic(spec) for spec in ALL_TOPICS}
+        last: object = None
+        while True:
+            try:
+                created = asyncio.run(ensure_topics(kafka, ALL_TOPICS))
+                # create_topics reports per-topic failures in its response rather than
+                # raising, so check the broker's own list before calling it done.
+                missing = wanted - set(asyncio.run(_list_topics(kafka.bootstrap_servers)))
+                if not missing:
+                    return created
+                last = f"still missing after create: {sorted(missing)}"
+            except (FlywheelError, KafkaError, OSError) as exc:
+                last = exc
+            if time.monotonic() >= deadline:
+                raise StackError(f"topics not created on {kafka.bootstrap_servers}: {last}")
+            time.sleep(0.5)
+
+    def up(self, *, timeout_s: float = 60.0) -> list[ComponentRecord]:
+        """Start whatever is missing and wait until everything is healthy."""
+        deadline = time.monotonic() + timeout_s
+        with file_lock(self.config.lock_file):
+            state = StackState.load(self.config.stack_file)
+            try:
+                for ensure in (self._ensure_kafka, self._ensure_redis):
+                    record = ensure(state)
+                    state.components[record.name] = record
+            finally:
+                state.save(self.config.stack_file)  # record every pid we spawned, even on error
+            self._wait_healthy([state.components["kafka"], state.components["redis"]], deadline)
+            created = self._create_topics(deadline)
+            self.echo(f"topics: created {len(created)}" if created else "topics: all present")
+            services = []
+            try:
+                for spec in available_services():
+                    record = self._ensure_service(spec, state)
+                    state.components[record.name] = record
+                    services.append(record)
+            finally:
+                state.save(self.config.stack_file)
+            self._wait_healthy(services, deadline)
+            return list(state.components.values())
+
+    # -- down ----------------------------------------------------------------------------
+
+    def down(self) -> list[tuple[ComponentRecord, Stopped | None]]:
+        """Stop what ``up`` started, services first; forget what it only used."""
+        results: list[tuple[ComponentRecord, Stopped | None]] = []
+        with file_lock(self.config.lock_file):
+            state = StackState.load(self.config.stack_file)
+            for name in reversed(list(state.components)):
+                record = state.components[name]
+                stopped = None
+                if record.managed and record.pid is not None:
+                    timeout = STOP_TIMEOUT_S.get(record.kind, 20.0)
+                    stopped = terminate(record.pid, record.start_ticks, timeout_s=timeout)
+                    remove_pid_file(self.config.pids_dir, name)
+                del state.components[name]
+                state.save(self.config.stack_file)
+                results.append((record, stopped))
+            self.config.stack_file.unlink(missing_ok=True)
+        return results
+
+
+async def _list_topics(bootstrap: str) -> list[str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="flywheel-stack")
+    try:
+        await admin.start()
+        topics: list[str] = await admin.list_topics()
+        return topics
+    finally:
+        await admin.close()

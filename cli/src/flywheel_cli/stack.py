@@ -1,0 +1,124 @@
+"""``flywheel stack up | down | status | jars``: the no-Docker local stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flywheel_cli.local_stack import ComponentStatus, LocalStack
+
+__all__ = ["register"]
+
+
+def _stack(*, quiet: bool = False) -> LocalStack:
+    from flywheel_cli.config import StackConfig
+    from flywheel_cli.local_stack import LocalStack
+
+    config = StackConfig.from_env(os.environ, cwd=Path.cwd())
+
+    def echo(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    return LocalStack(config, env=os.environ, python=sys.executable, echo=echo)
+
+
+def _print_table(statuses: list[ComponentStatus]) -> None:
+    rows = [("COMPONENT", "PID", "PORT", "HEALTH", "MANAGED", "DETAIL")]
+    for status in statuses:
+        data = status.to_json()
+        rows.append((
+            data["name"],
+            str(data["pid"] or "-"),
+            str(data["port"] or "-"),
+            data["health"],
+            "yes" if data["managed"] else "no",
+            data["detail"],
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:5], widths, strict=True)]
+        print("  ".join([*cells, row[5]]))
+
+
+def _status(args: argparse.Namespace) -> int:
+    stack = _stack()
+    statuses = stack.status()
+    healthy = all(status.health.healthy for status in statuses)
+    if args.json:
+        report = {
+            "healthy": healthy,
+            "state_dir": str(stack.config.state_dir),
+            "components": [status.to_json() for status in statuses],
+        }
+        print(json.dumps(report, indent=2))
+    else:
+        _print_table(statuses)
+    return 0 if healthy else 1
+
+
+def _up(args: argparse.Namespace) -> int:
+    import time
+
+    started = time.monotonic()
+    stack = _stack()
+    stack.up(timeout_s=args.timeout)
+    print(f"stack healthy in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    _print_table(stack.status())
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stack = _stack()
+    results = stack.down()
+    if not results:
+        print("nothing to stop", file=sys.stderr)
+    for record, stopped in results:
+        if stopped is None:
+            print(f"{record.name}: left running (not started by this stack)")
+        else:
+            print(f"{record.name}: pid {stopped.pid} {stopped.outcome} ({stopped.seconds:.1f}s)")
+    return 0
+
+
+def _jars(args: argparse.Namespace) -> int:
+    from flywheel_cli.kafka_local import ensure_jars
+
+    config = _stack().config
+    fetched = ensure_jars(config.kafka_lib_dir, config.pom_path, force=args.force)
+    state = "fetched into" if fetched else "already in"
+    print(f"Kafka jars {state} {config.kafka_lib_dir}")
+    return 0
+
+
+def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = groups.add_parser(
+        "stack",
+        help="run Kafka, Redis and the services as local processes",
+        description=(
+            "The no-Docker local stack. State, pids and logs live in FLYWHEEL_STATE_DIR "
+            "(default <repo>/.flywheel); KAFKA_BOOTSTRAP_SERVERS / REDIS_URL point it at "
+            "an existing cluster instead."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start what is missing and wait until healthy")
+    up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    up.set_defaults(func=_up)
+
+    down = commands.add_parser("down", help="stop the processes `up` started (by pid)")
+    down.set_defaults(func=_down)
+
+    status = commands.add_parser("status", help="each component's pid, port and health")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=_status)
+
+    jars = commands.add_parser("jars", help="fetch the Kafka jars from Maven Central if missing")
+    jars.add_argument("--force", action="store_true", help="fetch even if the cache is current")
+    jars.set_defaults(func=_jars)
