@@ -3,10 +3,12 @@
 Each service is its own process, ``python -m <module>``, started only once its
 package has a ``__main__`` module (services land issue by issue). ``up`` gives each
 one the cluster it started (``FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS``,
-``FLYWHEEL_REDIS_URL``) and its port in the variable named by ``port_env``; a service
-should answer ``GET /healthz`` there (``flywheel.metrics.serve_metrics`` does, since
-prometheus-client answers every path). A service with ``health_path=None`` is judged
-by its process being alive.
+``FLYWHEEL_REDIS_URL``) and its port as ``FLYWHEEL_<SERVICE>_PORT`` (the
+``<service>_port`` field of its settings, e.g. ``FLYWHEEL_PREDICTOR_PORT``); the same
+variable in the operator's shell moves the service. A service should answer
+``GET /healthz`` on that port (``flywheel.metrics.serve_metrics`` does, since
+prometheus-client answers every path); one with ``health_path=None`` is judged by its
+process being alive.
 
 Adding a service is one row here; nothing else in the CLI names services.
 """
@@ -29,14 +31,13 @@ class ServiceSpec:
     name: str
     module: str
     default_port: int
-    # The variable the service's Settings reads its port from.
-    port_env: str = "FLYWHEEL_METRICS_PORT"
     health_path: str | None = "/healthz"
+    # Extra variables the stack always sets for this service.
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
-    def port_env_override(self) -> str:
-        """The variable an operator sets to move this service to another port."""
+    def port_env(self) -> str:
+        """The variable carrying the service's port, to the service and from the operator."""
         return "FLYWHEEL_" + self.name.upper().replace("-", "_") + "_PORT"
 
     def argv(self, python: str) -> list[str]:
@@ -46,11 +47,11 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     # Pipeline order: a consumer starts after the service that feeds it, so the
     # first records it sees are not a backlog built up during start-up.
-    ServiceSpec("stream-ingest", "stream_ingest", 18001),
-    ServiceSpec("trainer", "trainer", 18002),
-    ServiceSpec("predictor", "predictor", 18000, port_env="FLYWHEEL_HTTP_PORT"),
-    ServiceSpec("optimizer", "optimizer", 18003),
-    ServiceSpec("alerter", "alerter", 18004, port_env="FLYWHEEL_HTTP_PORT"),
+    ServiceSpec("stream-ingest", "stream_ingest", 18081),
+    ServiceSpec("trainer", "trainer", 18082),
+    ServiceSpec("predictor", "predictor", 18080),
+    ServiceSpec("optimizer", "optimizer", 18083),
+    ServiceSpec("alerter", "alerter", 18084),
 )
 
 

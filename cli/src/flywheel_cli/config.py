@@ -131,8 +131,7 @@ class StackConfig:
             ),
             external_redis=_first(env, "FLYWHEEL_REDIS_URL", "REDIS_URL"),
             service_ports={
-                spec.name: _port(env, spec.port_env_override, spec.default_port)
-                for spec in SERVICES
+                spec.name: _port(env, spec.port_env, spec.default_port) for spec in SERVICES
             },
             java_home=env.get("JAVA_HOME", "").strip() or None,
         )

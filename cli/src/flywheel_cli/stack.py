@@ -86,6 +86,19 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env(args: argparse.Namespace) -> int:
+    import shlex
+
+    config = _stack(quiet=True).config
+    for name, value in (
+        ("KAFKA_BOOTSTRAP_SERVERS", config.kafka_bootstrap),
+        ("REDIS_URL", config.redis_url),
+        ("FLYWHEEL_STATE_DIR", str(config.state_dir)),
+    ):
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def _jars(args: argparse.Namespace) -> int:
     from flywheel_cli.kafka_local import ensure_jars
 
@@ -118,6 +131,11 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status = commands.add_parser("status", help="each component's pid, port and health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_status)
+
+    env = commands.add_parser(
+        "env", help='print the endpoints as shell exports: eval "$(flywheel stack env)"'
+    )
+    env.set_defaults(func=_env)
 
     jars = commands.add_parser("jars", help="fetch the Kafka jars from Maven Central if missing")
     jars.add_argument("--force", action="store_true", help="fetch even if the cache is current")
