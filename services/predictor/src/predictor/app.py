@@ -1,0 +1,184 @@
+"""The HTTP API: FastAPI routes over :class:`~predictor.serving.Predictor`.
+
+Responses are serialised straight to JSON bytes (orjson); the pydantic models in
+:mod:`predictor.contracts` document them in the OpenAPI schema. Errors are JSON
+``{"detail", "field", "reason"}``; a 422 always names the field.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import make_asgi_app
+
+from flywheel.tasks import TASK_NAME_PATTERN
+from predictor.auth import AuthError
+from predictor.contracts import (
+    ErrorBody,
+    Prediction,
+    PredictionRows,
+    PredictRequest,
+    ReadinessBody,
+    TaskDetail,
+    TaskSummary,
+)
+from predictor.scoring import ServingModel
+from predictor.serving import Predictor, Refused
+
+__all__ = ["create_app"]
+
+TaskPath = Annotated[str, Path(pattern=TASK_NAME_PATTERN, max_length=128)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "No or unknown API key",
+        403: "The API key is not scoped to this task",
+        404: "No model is served for this task yet",
+        422: "A feature is missing, unexpected or of the wrong type (named in `field`)",
+        503: "Online features were asked for while Redis is down",
+    }.items()
+}
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _api_key(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.headers.get("x-api-key")
+
+
+def _summary(model: ServingModel) -> dict[str, Any]:
+    r = model.record
+    return {
+        "task": r.task,
+        "model_version": r.version,
+        "objective": r.objective.value,
+        "events_trained": r.events_trained,
+        "trees": r.trees,
+    }
+
+
+def _detail(model: ServingModel) -> dict[str, Any]:
+    r = model.record
+    return {
+        **_summary(model),
+        "model_sha256": r.model_sha256,
+        "created_at": r.created_at.isoformat(),
+        "strategy": r.strategy,
+        "metrics": r.metrics,
+        "feature_schema": [s.model_dump(mode="json") for s in r.feature_schema],
+        "category_mappings": r.category_mappings,
+        "label_classes": r.label_classes,
+        "calibration": str(r.calibration.get("method", "none")),
+    }
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> Response:
+        return _json(exc.body, exc.status)
+
+    @app.exception_handler(AuthError)
+    async def _auth(request: Request, exc: AuthError) -> Response:
+        return _json({"detail": str(exc), "field": None, "reason": "unauthorized"}, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = ".".join(loc) or "<body>"
+        message = f"{field}: {first.get('msg', 'invalid')}"
+        return _json({"detail": message, "field": field, "reason": "invalid_field"}, 422)
+
+
+def create_app(predictor: Predictor) -> FastAPI:
+    app = FastAPI(
+        title="Flywheel predictor",
+        version="1",
+        description="Low-latency predictions from the champion LightGBM model of each task. "
+        "When API keys are configured, send `Authorization: Bearer <key>`.",
+    )
+    app.mount("/metrics", make_asgi_app(registry=predictor.metrics.registry))
+    _install_error_handlers(app)
+    metrics = predictor.metrics
+
+    @app.post(
+        "/v1/tasks/{task}/predict",
+        response_model=Prediction | PredictionRows,
+        responses=_ERRORS,
+        summary="Score one row (features) or many (rows)",
+    )
+    async def predict(
+        task: TaskPath,
+        body: PredictRequest,
+        request: Request,
+        explain: Annotated[bool, Query(description="Add SHAP contributions")] = False,
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            model = predictor.model_for(task, _api_key(request))
+            explain = explain or body.explain
+            if body.features is not None:
+                answer = await predictor.predict_one(
+                    model,
+                    body.features,
+                    entity_id=body.entity_id,
+                    explain=explain,
+                    started=started,
+                )
+            else:
+                answer = await predictor.predict_rows(
+                    model,
+                    body.rows or [],
+                    entity_id=body.entity_id,
+                    explain=explain,
+                    started=started,
+                )
+            status = 200
+            return _json(answer)
+        except (Refused, AuthError) as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.requests.labels(task, str(status)).inc()
+            metrics.latency.labels(task).observe(time.perf_counter() - started)
+
+    @app.get("/v1/tasks", response_model=list[TaskSummary], responses=_ERRORS)
+    async def list_tasks(request: Request) -> Response:
+        tasks = predictor.store.tasks()
+        if predictor.keyring.enabled:
+            tasks = predictor.keyring.visible(_api_key(request), tasks)
+        models = [predictor.store.get(name) for name in tasks]
+        return _json([_summary(m) for m in models if m is not None])
+
+    @app.get("/v1/tasks/{task}", response_model=TaskDetail, responses=_ERRORS)
+    async def show_task(task: TaskPath, request: Request) -> Response:
+        return _json(_detail(predictor.model_for(task, _api_key(request))))
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=ReadinessBody, responses={503: {"model": ReadinessBody}})
+    async def readyz() -> JSONResponse:
+        up = predictor.gate.up
+        if not predictor.started:
+            status, code = "starting", 503
+        else:
+            # Degraded still answers 200: loaded models keep serving without Redis.
+            status, code = ("ready" if up else "degraded"), 200
+        body = {"status": status, "redis": up, "models": len(predictor.store.tasks())}
+        return JSONResponse(body, code)
+
+    return app

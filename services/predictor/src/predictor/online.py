@@ -1,0 +1,161 @@
+"""Online features: entity features pushed as events, kept in Redis, joined at predict time.
+
+``features.online`` (compacted, key ``task:entity``) is the source of truth. Each
+predictor copies it into Redis (``flywheel:entity:{task}:{entity}``): from the
+beginning at start-up, then following new records. Copies are idempotent (the latest
+record per key wins, as in the compacted topic), so replicas may all do it. When
+Redis comes back empty the copy starts again from the beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.exceptions import RedisError
+
+from flywheel import serde
+from flywheel.errors import FlywheelError
+from flywheel.events import EntityFeatures
+from flywheel.kafka import KafkaConfig, make_consumer
+from flywheel.topics import ONLINE_FEATURES
+from predictor.cache import RedisGate
+from predictor.keys import RedisKeys
+from predictor.metrics import PredictorMetrics
+
+__all__ = ["EntityStore", "OnlineFeatureSync", "OnlineFeaturesUnavailable"]
+
+log = logging.getLogger(__name__)
+
+
+class OnlineFeaturesUnavailable(FlywheelError):
+    """An entity's features were asked for while Redis does not answer."""
+
+
+class EntityStore:
+    """Reads an entity's stored features for the hot path."""
+
+    def __init__(self, gate: RedisGate, keys: RedisKeys) -> None:
+        self._gate = gate
+        self._keys = keys
+
+    async def get(self, task: str, entity_id: str) -> dict[str, Any]:
+        """The entity's features ({} if none were pushed); raises if Redis is down."""
+        if not self._gate.up:
+            raise OnlineFeaturesUnavailable("online features unavailable: redis is down")
+        try:
+            raw = await self._gate.redis.get(self._keys.entity(task, entity_id))
+        except (RedisError, OSError) as exc:
+            self._gate.failed(exc)
+            raise OnlineFeaturesUnavailable(f"online features unavailable: {exc}") from exc
+        if raw is None:
+            return {}
+        features: dict[str, Any] = orjson.loads(raw)["features"]
+        return features
+
+
+class OnlineFeatureSync:
+    """Copies ``features.online`` into Redis and keeps following it."""
+
+    def __init__(
+        self, config: KafkaConfig, gate: RedisGate, keys: RedisKeys, metrics: PredictorMetrics
+    ) -> None:
+        self._config = config
+        self._gate = gate
+        self._keys = keys
+        self._metrics = metrics
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._task: asyncio.Task[None] | None = None
+        self._restart = False
+
+    async def start(self) -> None:
+        consumer = make_consumer(self._config, group_id=None)
+        await consumer.start()
+        topic = self._config.topic(ONLINE_FEATURES)
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer.client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(self._tps)
+        await consumer.seek_to_beginning(*self._tps)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(consumer), name="features.online")
+
+    async def redis_recovered(self) -> None:
+        """Called when Redis answers again: re-copy everything if it came back empty."""
+        if not await self._gate.redis.exists(self._keys.online_synced()):
+            self._restart = True
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        ends = await consumer.end_offsets(self._tps)
+        caught_up = all(ends[tp] == 0 for tp in self._tps)
+        while True:
+            if self._restart:
+                self._restart = False
+                await consumer.seek_to_beginning(*self._tps)
+                ends = await consumer.end_offsets(self._tps)
+                caught_up = False
+            batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
+            records = [r for batch in batches.values() for r in batch]
+            if records:
+                await self._write(records)
+            if not caught_up:
+                positions = [await consumer.position(tp) for tp in self._tps]
+                if all(pos >= ends[tp] for pos, tp in zip(positions, self._tps, strict=True)):
+                    caught_up = await self._mark_synced()
+
+    async def _write(self, records: list[Any]) -> None:
+        values: dict[str, bytes] = {}
+        for record in records:
+            if record.value is None:
+                continue
+            try:
+                event = serde.decode(EntityFeatures, record.value)
+            except FlywheelError as exc:
+                # The record stays in the topic; the error says which one and why.
+                log.error(
+                    "unreadable features.online record skipped",
+                    extra={
+                        "partition": record.partition,
+                        "offset": record.offset,
+                        "error": str(exc),
+                    },
+                )
+                continue
+            values[self._keys.entity(event.task, event.entity_id)] = orjson.dumps(
+                {"features": event.features, "at": event.at.isoformat()}
+            )
+        delay = 0.1
+        # Retried until Redis takes them: skipping would leave stale entity features.
+        while values:
+            try:
+                await self._gate.redis.mset(values)
+                self._metrics.online_updates.inc(len(values))
+                return
+            except (RedisError, OSError) as exc:
+                self._gate.failed(exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _mark_synced(self) -> bool:
+        try:
+            await self._gate.redis.set(self._keys.online_synced(), b"1")
+        except (RedisError, OSError) as exc:
+            self._gate.failed(exc)
+            return False
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None

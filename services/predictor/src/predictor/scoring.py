@@ -1,0 +1,217 @@
+"""A servable model: a verified LightGBM booster plus everything needed to feed it.
+
+:class:`ServingModel` is built once per model version (off the hot path) from a
+:class:`~flywheel.events.ModelVersion`: the text is checked against its sha256, the
+booster is loaded from LightGBM's text format (never a pickle) and warmed. Feature
+order and category codes come from the model itself, so every client gets exactly
+the encoding the trainer used, and features are checked with the same
+:meth:`TaskDefinition.check_features` that stream-ingest applies to feedback.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from flywheel.errors import ModelError, ModelIntegrityError
+from flywheel.events import ModelVersion
+from flywheel.tasks import FeatureType, LabelSpec, LabelType, Objective, TaskDefinition
+from predictor.calibration import Calibrator, calibrator_from
+
+__all__ = ["ServingModel"]
+
+Matrix = npt.NDArray[np.float64]
+
+
+def _label_spec(version: ModelVersion) -> LabelSpec:
+    # Only the features matter for checking a request; the label spec just has to be
+    # one the objective accepts so the definition is valid.
+    if version.objective is Objective.BINARY:
+        return LabelSpec(type=LabelType.BOOL)
+    if version.objective is Objective.MULTICLASS:
+        if len(version.label_classes) >= 2:
+            return LabelSpec(type=LabelType.CATEGORY, classes=tuple(version.label_classes))
+        return LabelSpec(type=LabelType.INT)
+    return LabelSpec(type=LabelType.FLOAT)
+
+
+@dataclass(slots=True)
+class ServingModel:
+    record: ModelVersion
+    booster: lgb.Booster
+    definition: TaskDefinition
+    calibrate: Calibrator
+    # Position i of the booster's input is feature columns[i].
+    columns: tuple[str, ...]
+    kinds: tuple[FeatureType, ...]
+    category_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        return self.record.task
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @classmethod
+    def load(cls, record: ModelVersion) -> ServingModel:
+        """Verify, load and warm ``record``; :class:`ModelError` if it cannot be served."""
+        actual = ModelVersion.hash_text(record.model_text)
+        if actual != record.model_sha256:
+            raise ModelIntegrityError(
+                f"{record.registry_key()}: model text hashes to {actual[:12]}…, "
+                f"the registry says {record.model_sha256[:12]}…"
+            )
+        try:
+            booster = lgb.Booster(model_str=record.model_text)
+        except lgb.basic.LightGBMError as exc:
+            raise ModelError(f"{record.registry_key()}: not a LightGBM text model: {exc}") from exc
+        specs = {spec.name: spec for spec in record.feature_schema}
+        names = list(booster.feature_name())
+        if len(names) != len(specs):
+            raise ModelError(
+                f"{record.registry_key()}: booster has {len(names)} features, "
+                f"the schema {len(specs)}"
+            )
+        if set(names) != set(specs):
+            # Boosters trained from bare arrays name columns Column_0..; then the
+            # schema order is the column order.
+            names = [spec.name for spec in record.feature_schema]
+        for name, categories in record.category_mappings.items():
+            if name not in specs:
+                raise ModelError(f"category_mappings.{name}: not a feature of the model")
+            if len(set(categories)) != len(categories):
+                raise ModelError(f"category_mappings.{name}: duplicate categories")
+        try:
+            definition = TaskDefinition(
+                name=record.task,
+                objective=record.objective,
+                label=_label_spec(record),
+                features=record.feature_schema,
+            )
+        except ValueError as exc:
+            raise ModelError(f"{record.registry_key()}: feature schema: {exc}") from exc
+        model = cls(
+            record=record,
+            booster=booster,
+            definition=definition,
+            calibrate=calibrator_from(record.calibration),
+            columns=tuple(names),
+            kinds=tuple(specs[n].type for n in names),
+            category_codes={
+                name: {c: i for i, c in enumerate(cats)}
+                for name, cats in record.category_mappings.items()
+            },
+        )
+        model.warm()
+        return model
+
+    def warm(self) -> None:
+        """Run the booster once per path so the first real request pays no set-up cost."""
+        row = np.full((1, len(self.columns)), np.nan)
+        self._scores(row)
+        self.booster.predict(row, pred_contrib=True)
+
+    def check(self, features: dict[str, Any], prefix: str = "features") -> None:
+        """Raise :class:`EventValidationError` naming the first feature that is wrong."""
+        self.definition.check_features(features, prefix=prefix)
+
+    def encode(self, rows: list[dict[str, Any]]) -> tuple[Matrix, list[list[str]]]:
+        """Checked rows -> the booster's input matrix, plus unknown categories per row."""
+        matrix = np.empty((len(rows), len(self.columns)), dtype=np.float64)
+        unknown: list[list[str]] = []
+        codes = self.category_codes
+        for r, row in enumerate(rows):
+            row_unknown: list[str] = []
+            for c, (name, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
+                value = row.get(name)
+                if value is None:
+                    matrix[r, c] = math.nan
+                elif kind is FeatureType.CATEGORY:
+                    code = codes.get(name, {}).get(value)
+                    if code is None:
+                        # A category the model never saw takes LightGBM's missing branch;
+                        # the response says so rather than hiding it.
+                        row_unknown.append(name)
+                        matrix[r, c] = math.nan
+                    else:
+                        matrix[r, c] = code
+                else:
+                    matrix[r, c] = float(value)
+            unknown.append(row_unknown)
+        return matrix, unknown
+
+    def _scores(self, matrix: Matrix) -> Matrix:
+        out: Matrix = np.asarray(self.booster.predict(matrix), dtype=np.float64)
+        return out
+
+    def predict(self, rows: list[dict[str, Any]], *, explain: bool = False) -> list[dict[str, Any]]:
+        """Score checked rows; one JSON-ready dict per row (score, confidence, label, …)."""
+        matrix, unknown = self.encode(rows)
+        raw = self._scores(matrix)
+        objective = self.record.objective
+        results: list[dict[str, Any]] = []
+        if objective is Objective.BINARY:
+            calibrated = self.calibrate(raw)
+            for p, cp in zip(raw.tolist(), calibrated.tolist(), strict=True):
+                positive = cp >= 0.5
+                results.append(
+                    {
+                        "score": p,
+                        "probability": cp,
+                        "label": positive,
+                        "confidence": cp if positive else 1.0 - cp,
+                    }
+                )
+        elif objective is Objective.MULTICLASS:
+            calibrated = self.calibrate(raw)
+            classes = self.record.label_classes
+            for probs, cprobs in zip(raw.tolist(), calibrated.tolist(), strict=True):
+                best = int(np.argmax(cprobs))
+                results.append(
+                    {
+                        "score": probs,
+                        "probability": cprobs,
+                        "label": classes[best] if best < len(classes) else best,
+                        "confidence": cprobs[best],
+                    }
+                )
+        else:
+            # Regression and ranking scores have no probability to calibrate.
+            results = [{"score": s, "confidence": None} for s in raw.tolist()]
+        for result, row_unknown in zip(results, unknown, strict=True):
+            if row_unknown:
+                result["unknown_categories"] = row_unknown
+        if explain:
+            for result, contributions in zip(results, self.contributions(matrix), strict=True):
+                result["contributions"] = contributions
+        return results
+
+    def contributions(self, matrix: Matrix) -> list[dict[str, Any]]:
+        """SHAP values per feature (LightGBM ``pred_contrib``) in raw-score space.
+
+        ``bias`` is the expected raw score; features + bias sum to the raw score.
+        Multiclass gives one such mapping per class.
+        """
+        contrib = np.asarray(self.booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+        width = len(self.columns) + 1
+        names = [*self.columns, "bias"]
+        out: list[dict[str, Any]] = []
+        for row in contrib.tolist():
+            if len(row) == width:
+                out.append(dict(zip(names, row, strict=True)))
+            else:
+                classes = self.record.label_classes or [str(i) for i in range(len(row) // width)]
+                out.append(
+                    {
+                        str(cls): dict(zip(names, row[k * width : (k + 1) * width], strict=True))
+                        for k, cls in enumerate(classes)
+                    }
+                )
+        return out

@@ -1,0 +1,173 @@
+"""The predictor as a :class:`flywheel.lifecycle.Service`: wiring, start-up order, shutdown.
+
+Start-up: the HTTP server comes up first (``/healthz`` answers, ``/readyz`` says
+``starting``); then the ``models.published`` offsets are pinned, the champions are
+loaded (Redis, rebuilt from ``models.registry`` if empty) and only then is the
+service ready. Shutdown stops taking requests, lets in-flight ones finish, then
+drains the prediction log and the batch consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+
+from flywheel.kafka import make_producer, wait_for_kafka
+from flywheel.redis import RedisConfig, connect_redis
+from flywheel.topics import PREDICTIONS_LOG
+from predictor.app import create_app
+from predictor.auth import ApiKeyring
+from predictor.batch import BatchPredictions
+from predictor.cache import PredictionCache, RedisGate
+from predictor.config import Settings
+from predictor.keys import RedisKeys
+from predictor.metrics import PredictorMetrics
+from predictor.online import EntityStore, OnlineFeatureSync
+from predictor.prediction_log import PredictionLogSender
+from predictor.serving import Predictor
+from predictor.sources import CachedModelSource
+from predictor.store import ModelStore, PublishedFollower
+
+__all__ = ["PredictorService"]
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # flywheel.lifecycle owns SIGTERM/SIGINT and calls stop(); uvicorn must not.
+        yield
+
+
+class PredictorService:
+    name = "predictor"
+
+    def __init__(self, settings: Settings, *, batch_group_id: str | None = None) -> None:
+        self.settings = settings
+        self.metrics = PredictorMetrics()
+        self._kafka = settings.kafka_config(client_id="flywheel-predictor")
+        self._redis_config = RedisConfig(
+            url=settings.redis_url,
+            socket_timeout_s=settings.predictor_redis_timeout_ms / 1000,
+            key_prefix=settings.redis_key_prefix,
+        )
+        self._batch_group_id = batch_group_id
+        self._producer: AIOKafkaProducer | None = None
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self._follower: PublishedFollower | None = None
+        self._online: OnlineFeatureSync | None = None
+        self._batch: BatchPredictions | None = None
+        self._source: CachedModelSource | None = None
+        self.predictor: Predictor | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        keyring = (
+            ApiKeyring.from_file(s.predictor_api_keys_file)
+            if s.predictor_api_keys_file is not None
+            else ApiKeyring.open()
+        )
+        redis = connect_redis(self._redis_config)
+        keys = RedisKeys(s.redis_key_prefix)
+        self._source = CachedModelSource(redis, self._kafka, key_prefix=s.redis_key_prefix)
+        gate = RedisGate(
+            redis, self.metrics, retry_s=s.predictor_redis_retry_s, on_recovered=self._redis_back
+        )
+        store = ModelStore(self._source, self.metrics)
+        self._producer = make_producer(self._kafka, linger_ms=10)
+        log_sender = PredictionLogSender(
+            self._producer,
+            self._kafka.topic(PREDICTIONS_LOG),
+            self.metrics,
+            max_queue=s.predictor_log_queue_size,
+        )
+        self.predictor = predictor = Predictor(
+            store=store,
+            cache=PredictionCache(gate, self.metrics, ttl_s=s.predictor_cache_ttl_s),
+            entities=EntityStore(gate, keys),
+            log=log_sender,
+            keyring=keyring,
+            gate=gate,
+            metrics=self.metrics,
+            keys=keys,
+            max_rows=s.predictor_max_rows,
+        )
+        await self._start_http(predictor)
+        await wait_for_kafka(self._kafka, timeout_s=s.startup_timeout_s)
+        await self._producer.start()
+        await gate.check()
+        gate.start()
+        self._follower = PublishedFollower(self._kafka, store)
+        await self._follower.mark()
+        loaded = await store.load_champions()
+        self._follower.follow()
+        predictor.cache.start()
+        log_sender.start()
+        if s.predictor_online_features:
+            self._online = OnlineFeatureSync(self._kafka, gate, keys, self.metrics)
+            await self._online.start()
+        if s.predictor_batch_requests:
+            kwargs = {} if self._batch_group_id is None else {"group_id": self._batch_group_id}
+            self._batch = BatchPredictions(self._kafka, predictor, self._producer, **kwargs)
+            await self._batch.start()
+        predictor.started = True
+        log.info("predictor ready", extra={"port": self.port, "models": loaded})
+
+    async def _start_http(self, predictor: Predictor) -> None:
+        config = uvicorn.Config(
+            create_app(predictor),
+            host=self.settings.predictor_host,
+            port=self.settings.predictor_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=10,
+        )
+        self._server = server = _Server(config)
+        self._serving = asyncio.create_task(server.serve(), name="predictor.http")
+        while not server.started:
+            if self._serving.done():
+                self._serving.result()  # re-raise (port in use, ...)
+                raise RuntimeError("HTTP server exited during start-up")
+            await asyncio.sleep(0.01)
+        self.port = server.servers[0].sockets[0].getsockname()[1]
+
+    async def _redis_back(self) -> None:
+        if self._source is not None and await self._source.rebuild_if_empty():
+            log.warning("redis came back empty; model cache rebuilt from the registry")
+        if self._online is not None:
+            await self._online.redis_recovered()
+
+    async def run(self) -> None:
+        if self._serving is not None:
+            await asyncio.shield(self._serving)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._serving is not None:
+            # In-flight requests finish (and queue their log entries) before we drain.
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self._serving
+        if self._batch is not None:
+            await self._batch.stop()
+        if self._follower is not None:
+            await self._follower.stop()
+        if self._online is not None:
+            await self._online.stop()
+        if self.predictor is not None:
+            await self.predictor.log.stop()
+            await self.predictor.cache.stop()
+            await self.predictor.gate.stop()
+            await self.predictor.gate.redis.aclose()
+        if self._source is not None:
+            await self._source.stop()
+        if self._producer is not None:
+            await self._producer.stop()

@@ -1,0 +1,125 @@
+"""Where the predictor gets models: Redis first, the ``models.registry`` topic behind it.
+
+Kafka is the source of truth and Redis a cache (ARCHITECTURE.md). The layout and the
+registry reader are the shared :mod:`flywheel.registry`; this module adds the
+predictor's policy on top:
+
+* champions come from Redis; when Redis holds none at all (flushed, or a fresh
+  Redis) they are rebuilt there from the registry topic;
+* a version missing from Redis, or whose cached text fails its hash check, is read
+  from the registry topic;
+* with Redis unreachable, everything is answered from the registry topic, so models
+  still load while Redis is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from flywheel.errors import ModelIntegrityError
+from flywheel.events import ModelVersion
+from flywheel.kafka import KafkaConfig
+from flywheel.registry import ModelCache, ModelRegistry, rebuild_cache
+
+__all__ = ["CachedModelSource", "Champion", "ModelSource"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Champion:
+    task: str
+    version: int
+
+
+class ModelSource(Protocol):
+    """What the model store needs: the champions, and a version's record."""
+
+    async def champions(self) -> list[Champion]: ...
+
+    async def fetch(self, task: str, version: int) -> ModelVersion | None: ...
+
+
+class CachedModelSource:
+    """Redis-cached models (:class:`ModelCache`), backed by the registry topic."""
+
+    def __init__(self, redis: Redis, kafka: KafkaConfig, *, key_prefix: str) -> None:
+        self._redis = redis
+        self._cache = ModelCache(redis, key_prefix=key_prefix)
+        self._kafka = kafka
+        self._registry: ModelRegistry | None = None
+
+    async def registry(self) -> ModelRegistry:
+        """The registry read to its current end (loaded on first use, then caught up)."""
+        if self._registry is None:
+            registry = ModelRegistry(self._kafka)
+            await registry.start(follow=False)
+            self._registry = registry
+        else:
+            await self._registry.catch_up()
+        return self._registry
+
+    async def champions(self) -> list[Champion]:
+        try:
+            keys = [k async for k in self._redis.scan_iter(match=self._cache.champion_key("*"))]
+            if not keys:
+                return await self.rebuild()
+            values = await self._redis.mget(keys)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable; reading champions from the registry: %s", exc)
+            return await self._registry_champions()
+        skip = len(self._cache.champion_key(""))
+        found = [
+            Champion(key.decode()[skip:], int(value))
+            for key, value in zip(keys, values, strict=True)
+            if value is not None
+        ]
+        return sorted(found, key=lambda c: c.task)
+
+    async def _registry_champions(self) -> list[Champion]:
+        registry = await self.registry()
+        champions = []
+        for task in registry.tasks():
+            version = registry.champion_version(task)
+            if version is not None:
+                champions.append(Champion(task, version))
+        return champions
+
+    async def rebuild(self) -> list[Champion]:
+        """Redis holds no champion: write them all from the registry topic."""
+        registry = await self.registry()
+        await rebuild_cache(registry, self._cache)
+        return await self._registry_champions()
+
+    async def rebuild_if_empty(self) -> bool:
+        """After Redis came back: rebuild it if it came back empty. True if rebuilt."""
+        async for _ in self._redis.scan_iter(match=self._cache.champion_key("*"), count=100):
+            return False
+        await self.rebuild()
+        return True
+
+    async def fetch(self, task: str, version: int) -> ModelVersion | None:
+        try:
+            cached = await self._cache.load(task, version)
+        except ModelIntegrityError as exc:
+            log.error("cached model failed its hash check; using the registry: %s", exc)
+            cached = None
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "redis unavailable; reading %s v%d from the registry: %s", task, version, exc
+            )
+            cached = None
+        if cached is not None:
+            return cached
+        # Not cached (flushed, expired, or announced before it was cached).
+        return (await self.registry()).version(task, version)
+
+    async def stop(self) -> None:
+        if self._registry is not None:
+            await self._registry.stop()
+            self._registry = None

@@ -1,0 +1,143 @@
+"""The in-process champions, hot-swapped on ``models.published``.
+
+A request reads ``store.get(task)`` once and uses that :class:`ServingModel` to the
+end, so a swap never changes a model under a request in flight. A new version is
+fetched, hash-checked, loaded and warmed in a worker thread (LightGBM releases the
+GIL), and only then installed with one dict assignment: requests neither fail nor
+wait during a swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from flywheel import serde
+from flywheel.errors import FlywheelError
+from flywheel.events import ModelPublished
+from flywheel.kafka import KafkaConfig, make_consumer
+from flywheel.topics import MODELS_PUBLISHED
+from predictor.metrics import PredictorMetrics
+from predictor.scoring import ServingModel
+from predictor.sources import ModelSource
+
+__all__ = ["ModelStore", "PublishedFollower"]
+
+log = logging.getLogger(__name__)
+
+
+class ModelStore:
+    def __init__(self, source: ModelSource, metrics: PredictorMetrics) -> None:
+        self._source = source
+        self._metrics = metrics
+        self._models: dict[str, ServingModel] = {}
+        # One swap at a time per task, so an older announcement never wins a race.
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def get(self, task: str) -> ServingModel | None:
+        return self._models.get(task)
+
+    def tasks(self) -> list[str]:
+        return sorted(self._models)
+
+    def install(self, model: ServingModel) -> None:
+        self._models[model.task] = model
+        self._metrics.model_version.labels(model.task).set(model.version)
+
+    async def load_champions(self) -> int:
+        """Load every champion the source knows; a broken one is logged, not fatal."""
+        loaded = 0
+        for champion in await self._source.champions():
+            if await self.swap_to(champion.task, champion.version):
+                loaded += 1
+        return loaded
+
+    async def swap_to(self, task: str, version: int, sha256: str | None = None) -> bool:
+        """Make ``version`` the served model of ``task``; False if it could not be loaded."""
+        lock = self._locks.setdefault(task, asyncio.Lock())
+        async with lock:
+            current = self._models.get(task)
+            if (
+                current is not None
+                and current.version == version
+                and (sha256 is None or current.record.model_sha256 == sha256)
+            ):
+                return True
+            try:
+                record = await self._source.fetch(task, version)
+                if record is None:
+                    raise FlywheelError(f"{task} v{version} is in neither Redis nor the registry")
+                if sha256 is not None and record.model_sha256 != sha256:
+                    raise FlywheelError(
+                        f"{task} v{version}: announced sha256 {sha256[:12]}… but the stored "
+                        f"model is {record.model_sha256[:12]}…"
+                    )
+                model = await asyncio.to_thread(ServingModel.load, record)
+            except (FlywheelError, ValueError, OSError) as exc:
+                self._metrics.model_load_failures.labels(task).inc()
+                log.error(
+                    "model not loaded; still serving the previous version",
+                    extra={"task": task, "version": version, "error": str(exc)},
+                )
+                return False
+            self.install(model)
+            self._metrics.model_swaps.labels(task).inc()
+            log.info("model swapped in", extra={"task": task, "version": version})
+            return True
+
+
+class PublishedFollower:
+    """Follows ``models.published`` (every replica sees every announcement: no group)."""
+
+    def __init__(self, config: KafkaConfig, store: ModelStore) -> None:
+        self._config = config
+        self._store = store
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def mark(self) -> None:
+        """Pin the current end offsets: call before the initial load so no swap is missed."""
+        consumer = make_consumer(self._config, group_id=None, auto_offset_reset="latest")
+        await consumer.start()
+        topic = self._config.topic(MODELS_PUBLISHED)
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions is None:
+            await consumer.client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp])
+        self._consumer = consumer
+
+    def follow(self) -> None:
+        if self._consumer is None:
+            raise RuntimeError("mark() first")
+        self._task = asyncio.create_task(self._run(self._consumer), name="models.published")
+
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1_000)
+            for records in batches.values():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    try:
+                        event = serde.decode(ModelPublished, record.value)
+                    except FlywheelError as exc:
+                        log.error("unreadable models.published record skipped: %s", exc)
+                        continue
+                    await self._store.swap_to(event.task, event.version, event.model_sha256)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
