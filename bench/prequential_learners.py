@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -256,11 +257,14 @@ def flywheel_available() -> str | None:
 
 
 class FlywheelLearner:
-    """Flywheel's trainer learner, fed ``TrainingBatch``es exactly as the service is.
+    """Flywheel's trainer learner (``trainer.learner.TaskLearner``), fed ``TrainingBatch``es
+    exactly as the service is.
 
-    Uses the agreed API: ``TaskLearner(task)``, ``predict_proba(rows)`` with the current
-    champion, ``score_then_learn(batch)``. The benchmark scores the batch itself (rather than
-    trusting the learner's own report) so every learner is measured by the same code.
+    The benchmark asks the champion for this batch's predictions (``predict_proba``, the
+    serving path: calibrated, unseen categories as missing) *before* ``score_then_learn``,
+    and scores them with the same code as every other learner. The learner's own
+    prequential accuracy (``report.batch_metrics``) is kept as a cross-check: the two must
+    agree, or one of the two measurements is wrong.
     """
 
     name = "flywheel"
@@ -268,16 +272,46 @@ class FlywheelLearner:
     def __init__(self, task: TaskDefinition, seed: int) -> None:
         from trainer.learner import TaskLearner
 
-        self._learner = TaskLearner(task)
+        self._learner = TaskLearner(task, seed=seed)
+        self._strategies: Counter[str] = Counter()
+        self._promotions = 0
+        self._update_s = 0.0
+        self._updates = 0
+        self._max_trees = 0
+        self._max_gap = 0.0
 
     def test_then_train(self, chunk: Chunk) -> list[bool]:
-        proba = self._learner.predict_proba(chunk.rows)
-        preds = [False] * len(chunk) if proba is None else [bool(p > 0.5) for p in proba]
-        self._learner.score_then_learn(chunk.batch)
+        learner = self._learner
+        if learner.champion is None:
+            # No model yet: a cold start predicts False (only the warm-up batch, normally).
+            preds = [False] * len(chunk)
+        else:
+            proba = np.asarray(learner.predict_proba(chunk.rows), dtype=np.float64)
+            preds = [bool(p > 0.5) for p in proba]
+        report = learner.score_then_learn(chunk.batch)
+        own = report.batch_metrics.get("accuracy")
+        if own is not None:
+            ours = sum(p == y for p, y in zip(preds, chunk.labels, strict=True)) / len(chunk)
+            self._max_gap = max(self._max_gap, abs(own - ours))
+        self._strategies[report.strategy] += 1
+        self._promotions += report.promotion is not None
+        self._update_s += report.update_seconds
+        self._updates += 1
+        self._max_trees = max(self._max_trees, report.candidate.trees)
         return preds
 
     def stats(self) -> dict[str, Any]:
-        return {}
+        champion = self._learner.champion
+        return {
+            "trees": 0 if champion is None else champion.record.trees,
+            "model_bytes": 0 if champion is None else len(champion.record.model_text),
+            "max_candidate_trees": self._max_trees,
+            "strategies": dict(self._strategies),
+            "promotions": self._promotions,
+            "mean_update_s": round(self._update_s / max(self._updates, 1), 4),
+            # |learner's own batch accuracy - the benchmark's|, worst batch: should be 0.
+            "max_accuracy_gap_vs_own_report": round(self._max_gap, 6),
+        }
 
 
 LearnerFactory = Callable[[TaskDefinition, int], Learner]
