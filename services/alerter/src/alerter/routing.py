@@ -52,6 +52,7 @@ __all__ = [
     "InhibitRule",
     "Route",
     "RouteConfig",
+    "default_config",
     "load_config",
     "parse_duration",
 ]
@@ -204,6 +205,8 @@ class AlerterConfig(_Strict):
     def _consistent(self) -> AlerterConfig:
         if not self.route.receiver:
             raise ValueError("route.receiver: the root route needs a receiver")
+        if self.route.matchers:
+            raise ValueError("route.matchers: the root route must match every alert")
         names = [r.name for r in self.receivers]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -225,6 +228,14 @@ class AlerterConfig(_Strict):
 
     def allowed_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(n, strict=False) for n in self.allowed_target_networks]
+
+
+def default_config() -> AlerterConfig:
+    """Used without a config file: every alert goes to the alerter's own log."""
+    return parse_config(
+        {"route": {"receiver": "log"}, "receivers": [{"name": "log", "type": "log"}]},
+        source="<built-in default>",
+    )
 
 
 def load_config(path: Path) -> AlerterConfig:

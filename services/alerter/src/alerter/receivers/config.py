@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 __all__ = [
     "EmailReceiverConfig",
+    "LogReceiverConfig",
     "PagerDutyReceiverConfig",
     "ReceiverConfig",
     "SlackReceiverConfig",
@@ -139,7 +140,19 @@ class WebhookReceiverConfig(_ReceiverBase):
         return self
 
 
+class LogReceiverConfig(_ReceiverBase):
+    """Writes notifications to the alerter's own log (the default when no config file is
+    given, so a bare ``python -m alerter`` still accounts for every alert)."""
+
+    type: Literal["log"]
+    rate_per_s: float = Field(default=100.0, gt=0, le=10_000)
+
+
 ReceiverConfig = Annotated[
-    SlackReceiverConfig | EmailReceiverConfig | PagerDutyReceiverConfig | WebhookReceiverConfig,
+    SlackReceiverConfig
+    | EmailReceiverConfig
+    | PagerDutyReceiverConfig
+    | WebhookReceiverConfig
+    | LogReceiverConfig,
     Field(discriminator="type"),
 ]
