@@ -26,6 +26,7 @@ from flywheel.topics import ONLINE_FEATURES
 from predictor.cache import RedisGate
 from predictor.keys import RedisKeys
 from predictor.metrics import PredictorMetrics
+from predictor.partitions import assign_all_partitions
 
 __all__ = ["EntityStore", "OnlineFeatureSync", "OnlineFeaturesUnavailable"]
 
@@ -76,14 +77,12 @@ class OnlineFeatureSync:
     async def start(self) -> None:
         consumer = make_consumer(self._config, group_id=None)
         await consumer.start()
-        topic = self._config.topic(ONLINE_FEATURES)
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer.client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        self._tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(self._tps)
-        await consumer.seek_to_beginning(*self._tps)
+        try:
+            self._tps = await assign_all_partitions(consumer, self._config.topic(ONLINE_FEATURES))
+            await consumer.seek_to_beginning(*self._tps)
+        except BaseException:
+            await consumer.stop()
+            raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(consumer), name="features.online")
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from flywheel import serde
 from flywheel.errors import FlywheelError
@@ -21,6 +21,7 @@ from flywheel.events import ModelPublished
 from flywheel.kafka import KafkaConfig, make_consumer
 from flywheel.topics import MODELS_PUBLISHED
 from predictor.metrics import PredictorMetrics
+from predictor.partitions import assign_all_partitions
 from predictor.scoring import ServingModel
 from predictor.sources import ModelSource
 
@@ -102,14 +103,12 @@ class PublishedFollower:
         """Pin the current end offsets: call before the initial load so no swap is missed."""
         consumer = make_consumer(self._config, group_id=None, auto_offset_reset="latest")
         await consumer.start()
-        topic = self._config.topic(MODELS_PUBLISHED)
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer.client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
+        try:
+            tps = await assign_all_partitions(consumer, self._config.topic(MODELS_PUBLISHED))
+            ends = await consumer.end_offsets(tps)
+        except BaseException:
+            await consumer.stop()
+            raise
         for tp in tps:
             consumer.seek(tp, ends[tp])
         self._consumer = consumer
