@@ -1,0 +1,437 @@
+"""One task's learner: bounded, incrementally updated LightGBM with test-then-train.
+
+Public API (stable; the learning-quality benchmark and the service use only this)::
+
+    learner = TaskLearner(task)                  # task: flywheel.tasks.TaskDefinition
+    report = learner.score_then_learn(batch)     # batch: flywheel.events.TrainingBatch
+    report.batch_metrics    # the champion's scores on this batch, BEFORE it learned it
+    report.live_metrics     # the same over the recent prequential window (+ baseline, ECE)
+    report.candidate        # the ModelVersion trained on this batch (always one)
+    report.promotion        # a Promotion if a version became champion, else None
+    learner.predict_proba(rows)   # champion, calibrated: (n,) P(true) | (n, k) | (n,) values
+    TaskLearner.resume(task, champion=..., latest=...)   # rebuild from registry versions
+
+How one batch is handled (``score_then_learn``):
+
+1. **Test**: the champion scores the batch (unseen categories -> missing). These are the
+   prequential numbers: accuracy, AUC, log loss (or RMSE, MAE), ECE, and the no-change
+   baseline (each event's label predicted as the previous event's label).
+2. **Gate**: the pending challenger (the version trained on the previous batch) is
+   scored on the same batch, which neither model has seen. It becomes champion only if
+   its loss (log loss / RMSE) is not worse than the champion's by more than
+   ``promotion_tolerance``. The very first version is promoted once it has learned
+   ``policy.min_events_to_train`` events.
+3. **Train**: the batch joins the replay window (the last ``policy.window_events``
+   events) and a new candidate is trained, bounded by ``policy.max_trees``:
+
+   * ``window`` - a fresh model on the window (``max_trees // 2`` rounds);
+   * ``append`` - ``trees_per_update`` more rounds on the window from the champion
+     (``init_model``), only while the total stays within ``max_trees``;
+   * ``refit``  - the champion's trees, leaf values refitted to the window;
+   * ``auto``   - ``window`` when there is no model, when the classes grew or when the
+     champion's latest batch loss jumped (drift); otherwise the strategy whose past
+     challengers beat the champion by the most on the next batch (an EWMA of relative
+     loss gains), with every feasible strategy re-tried now and then.
+
+Calibration (isotonic, Platt, or a temperature for multiclass) is fitted on the recent
+window of the champion's out-of-sample scores and stored as JSON in the version.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from flywheel.errors import ModelError, ModelIntegrityError
+from flywheel.events import ModelVersion, TrainingBatch
+from flywheel.tasks import Objective, TaskDefinition
+from trainer.calibration import apply_calibration, fit_calibration
+from trainer.encoding import FeatureEncoder, LabelEncoder, Matrix, Vector
+from trainer.prequential import PrequentialWindow, batch_metrics, gate_loss, no_change_predictions
+
+__all__ = ["STRATEGIES", "BatchReport", "Promotion", "TaskLearner"]
+
+STRATEGIES = ("window", "append", "refit")
+# Re-try every feasible strategy at least this often so "auto" notices when another wins.
+_EXPLORE_EVERY = 8
+_GAIN_EWMA = 0.3
+# The champion's batch loss must exceed its recent mean by this factor to count as drift.
+_DRIFT_RATIO = 1.3
+_REFIT_DECAY = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A version became champion (``previous`` None: the task's first champion)."""
+
+    version: int
+    previous: int | None
+    reason: str
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchReport:
+    task: str
+    rows: int
+    scored_by: int | None
+    batch_metrics: dict[str, float]
+    live_metrics: dict[str, float]
+    candidate: ModelVersion
+    promotion: Promotion | None
+    strategy: str
+    update_seconds: float
+    champion: int | None
+
+
+@dataclass(slots=True)
+class _Model:
+    booster: lgb.Booster
+    record: ModelVersion
+    iterations: int
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+
+@dataclass(slots=True)
+class _Window:
+    """The replay window: the last ``capacity`` encoded events, oldest first."""
+
+    capacity: int
+    x: Matrix | None = None
+    y: Vector = field(default_factory=lambda: np.empty(0))
+
+    def add(self, x: Matrix, y: Vector) -> None:
+        self.x = x[-self.capacity :] if self.x is None else np.vstack([self.x, x])[-self.capacity :]
+        self.y = np.concatenate([self.y, y])[-self.capacity :]
+
+    def keep_last(self, rows: int) -> None:
+        if self.x is not None:
+            self.x, self.y = self.x[-rows:], self.y[-rows:]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+class TaskLearner:
+    """Learns one task from its batches; see the module docstring for the algorithm."""
+
+    def __init__(
+        self,
+        task: TaskDefinition,
+        *,
+        promotion_tolerance: float = 0.02,
+        seed: int = 7,
+        first_version: int = 1,
+    ) -> None:
+        self.task = task
+        self.policy = task.training
+        self.promotion_tolerance = promotion_tolerance
+        self.seed = seed
+        self.features = FeatureEncoder(task.features)
+        self.labels = LabelEncoder(task)
+        self.window = _Window(self.policy.window_events)
+        self.prequential = PrequentialWindow(
+            self.policy.window_events, classifier=self.labels.is_classifier
+        )
+        self.champion: _Model | None = None
+        self.challenger: _Model | None = None
+        self.next_version = first_version
+        self.events_trained = 0
+        self.updates = 0
+        self._last_label: float | None = None
+        self._champion_losses: deque[float] = deque(maxlen=6)
+        self._gains: dict[str, float] = {}
+        self._last_tried: dict[str, int] = {}
+
+    # ---- resuming from the registry -------------------------------------------------
+
+    @classmethod
+    def resume(
+        cls,
+        task: TaskDefinition,
+        *,
+        champion: ModelVersion | None,
+        latest: ModelVersion | None,
+        next_version: int,
+        promotion_tolerance: float = 0.02,
+    ) -> TaskLearner:
+        """A learner continuing from the registry: its champion and its latest version.
+
+        The replay window is not in the registry; it refills from new batches (until
+        then window retrains see fewer events and the gate guards the champion).
+        """
+        learner = cls(task, promotion_tolerance=promotion_tolerance, first_version=next_version)
+        newest = latest or champion
+        if newest is None:
+            return learner
+        learner.events_trained = newest.events_trained
+        if tuple(newest.feature_schema) != tuple(task.features):
+            # The task's features changed: old models cannot read new batches.
+            return learner
+        learner.features = FeatureEncoder(task.features, newest.category_mappings)
+        if task.objective is Objective.MULTICLASS:
+            learner.labels = LabelEncoder(task, list(newest.label_classes))
+        if champion is not None and tuple(champion.feature_schema) == tuple(task.features):
+            learner.champion = _load(champion)
+        if latest is not None and (champion is None or latest.version > champion.version):
+            learner.challenger = _load(latest)
+        return learner
+
+    # ---- the loop ---------------------------------------------------------------------
+
+    def score_then_learn(self, batch: TrainingBatch) -> BatchReport:
+        """Score ``batch`` with the champion, gate the challenger, then learn the batch."""
+        if batch.task != self.task.name:
+            raise ValueError(f"task: batch is for {batch.task!r}, learner for {self.task.name!r}")
+        started = time.perf_counter()
+        n = len(batch)
+        known = {name: len(cats) for name, cats in self.features.mappings().items()}
+        x = self.features.encode_columns(batch.columns, n, learn=True)
+        y, grew = self.labels.encode(batch.labels, learn=True)
+        x_seen = self._hide_new_categories(x, known)
+        baseline = no_change_predictions(y, self._last_label)
+        self._last_label = float(y[-1])
+
+        scored_by, this_batch, promotion, drift = self._test_and_gate(x_seen, y, baseline, grew)
+        if drift:
+            # The concept moved: older events now teach the wrong thing, keep the recent.
+            self.window.keep_last(min(n, self.policy.window_events // 5))
+        self.window.add(x, y)
+        self.events_trained += n
+        strategy = self._choose_strategy(grew=grew, drift=drift)
+        candidate = self._train(strategy)
+        self.updates += 1
+        if self.champion is None and self.events_trained >= self.policy.min_events_to_train:
+            promotion = Promotion(
+                candidate.version, None, "first model of the task", dict(candidate.record.metrics)
+            )
+            self.champion, self.challenger = candidate, None
+        else:
+            self.challenger = candidate
+        return BatchReport(
+            task=self.task.name,
+            rows=n,
+            scored_by=scored_by,
+            batch_metrics=this_batch,
+            live_metrics=self.prequential.metrics(),
+            candidate=candidate.record,
+            promotion=promotion,
+            strategy=strategy,
+            update_seconds=time.perf_counter() - started,
+            champion=None if self.champion is None else self.champion.version,
+        )
+
+    def _test_and_gate(
+        self, x: Matrix, y: Vector, baseline: Vector, grew: bool
+    ) -> tuple[int | None, dict[str, float], Promotion | None, bool]:
+        classifier = self.labels.is_classifier
+        champion, challenger = self.champion, self.challenger
+        if champion is None:
+            return None, {}, None, False
+        raw = _predict(champion.booster, x)
+        served = apply_calibration(champion.record.calibration, raw)
+        scores = batch_metrics(classifier, served, y, baseline) if not grew else {}
+        if grew:
+            # Scores from a model that cannot name the new class would be meaningless.
+            return champion.version, {}, self._promote_pending("new label class"), True
+        self.prequential.add(raw, served, y, baseline)
+        champion_loss = gate_loss(classifier, served, y)
+        drift = self._drift(champion_loss)
+        self._champion_losses.append(champion_loss)
+        promotion = None
+        if challenger is not None:
+            challenger_served = apply_calibration(
+                challenger.record.calibration, _predict(challenger.booster, x)
+            )
+            challenger_loss = gate_loss(classifier, challenger_served, y)
+            gain = (champion_loss - challenger_loss) / max(abs(champion_loss), 1e-9)
+            previous = self._gains.get(challenger.record.strategy)
+            self._gains[challenger.record.strategy] = (
+                gain if previous is None else (1 - _GAIN_EWMA) * previous + _GAIN_EWMA * gain
+            )
+            allowed = champion_loss * (1 + self.promotion_tolerance) + 1e-12
+            if math.isfinite(challenger_loss) and challenger_loss <= allowed:
+                promotion = self._promote_pending(
+                    f"not worse on {len(y)} held-back events: "
+                    f"loss {challenger_loss:.4f} vs champion {champion_loss:.4f}",
+                    {"challenger_loss": challenger_loss, "champion_loss": champion_loss},
+                )
+            else:
+                self.challenger = None
+        return champion.version, scores, promotion, drift
+
+    def _promote_pending(
+        self, reason: str, metrics: dict[str, float] | None = None
+    ) -> Promotion | None:
+        challenger, champion = self.challenger, self.champion
+        if challenger is None:
+            return None
+        self.champion, self.challenger = challenger, None
+        return Promotion(
+            challenger.version,
+            None if champion is None else champion.version,
+            reason,
+            metrics or {},
+        )
+
+    def _drift(self, loss: float) -> bool:
+        if len(self._champion_losses) < 3 or not math.isfinite(loss):
+            return False
+        history = np.asarray(self._champion_losses)
+        mean, spread = float(history.mean()), float(history.std())
+        return loss > _DRIFT_RATIO * mean and loss > mean + 3 * spread
+
+    def _choose_strategy(self, *, grew: bool, drift: bool) -> str:
+        wanted = self.policy.strategy
+        base = self.champion
+        if base is None or grew:
+            return "window"
+        fits = base.iterations + self.policy.trees_per_update <= self.policy.max_trees
+        if wanted == "append":
+            return "append" if fits else "window"
+        if wanted != "auto":
+            return wanted
+        if drift:
+            return "window"
+        feasible = [s for s in STRATEGIES if s != "append" or fits]
+        stale = min(feasible, key=lambda s: self._last_tried.get(s, -1))
+        if stale not in self._gains or self.updates - self._last_tried[stale] >= _EXPLORE_EVERY:
+            return stale
+        return max(feasible, key=lambda s: self._gains.get(s, -math.inf))
+
+    # ---- training -----------------------------------------------------------------
+
+    def _params(self) -> dict[str, Any]:
+        objective = {
+            Objective.BINARY: "binary",
+            Objective.MULTICLASS: "multiclass",
+            Objective.REGRESSION: "regression",
+            # TrainingBatch carries no query groups, so ranking is learned pointwise.
+            Objective.RANKING: "regression",
+        }[self.task.objective]
+        params: dict[str, Any] = {
+            "objective": objective,
+            "num_leaves": self.policy.num_leaves,
+            "learning_rate": self.policy.learning_rate,
+            "num_threads": 1,
+            "verbosity": -1,
+            "seed": self.seed,
+            "deterministic": True,
+            "min_data_in_leaf": 10,
+            "max_bin": 63,
+            "feature_pre_filter": False,
+            "max_cat_to_onehot": 8,
+        }
+        if objective == "multiclass":
+            params["num_class"] = self.labels.num_classes
+        return params
+
+    def _train(self, strategy: str) -> _Model:
+        x, y = self.window.x, self.window.y
+        assert x is not None  # the batch was just added
+        base = self.champion
+        params = self._params()
+        self._last_tried[strategy] = self.updates
+        if strategy == "refit" and base is not None:
+            booster = base.booster.refit(x, y, decay_rate=_REFIT_DECAY)
+            iterations = base.iterations
+        else:
+            data = lgb.Dataset(
+                x,
+                y,
+                feature_name=self.features.names,
+                categorical_feature=self.features.categorical_indices or "auto",
+                params=params,
+                free_raw_data=True,
+            )
+            if strategy == "append" and base is not None:
+                rounds = self.policy.trees_per_update
+                booster = lgb.train(params, data, num_boost_round=rounds, init_model=base.booster)
+                iterations = base.iterations + rounds
+            else:
+                strategy = "window"
+                rounds = self._window_rounds()
+                booster = lgb.train(params, data, num_boost_round=rounds)
+                iterations = rounds
+        return _Model(booster, self._record(booster, strategy, base), iterations)
+
+    def _window_rounds(self) -> int:
+        if self.policy.strategy == "append":
+            # Pure continuation: every update, the first included, adds the same trees.
+            return self.policy.trees_per_update
+        # Half the budget, so appends have room before the next retrain or refit.
+        return max(self.policy.trees_per_update, self.policy.max_trees // 2)
+
+    def _record(self, booster: lgb.Booster, strategy: str, base: _Model | None) -> ModelVersion:
+        text = booster.model_to_string()
+        calibration: dict[str, Any] = {}
+        if self.labels.is_classifier and self.prequential.raw is not None:
+            method = self.policy.calibration
+            calibration = fit_calibration(method, self.prequential.raw, self.prequential.labels)
+        metrics = {k: v for k, v in self.prequential.metrics().items() if math.isfinite(v)}
+        metrics["window_events"] = float(len(self.window))
+        metrics["model_bytes"] = float(len(text))
+        version = self.next_version
+        self.next_version += 1
+        return ModelVersion(
+            task=self.task.name,
+            version=version,
+            parent_version=None if base is None else base.version,
+            objective=self.task.objective,
+            model_text=text,
+            model_sha256=ModelVersion.hash_text(text),
+            feature_schema=self.task.features,
+            category_mappings=self.features.mappings(),
+            label_classes=list(self.labels.classes)
+            if self.task.objective is Objective.MULTICLASS
+            else [],
+            calibration=calibration,
+            strategy=strategy,
+            trees=booster.num_trees(),
+            events_trained=self.events_trained,
+            metrics=metrics,
+        )
+
+    def _hide_new_categories(self, x: Matrix, known: dict[str, int]) -> Matrix:
+        # Categories first seen in this batch are unknown to the models scoring it.
+        hidden = x
+        for j, spec in enumerate(self.features.schema):
+            if spec.name in known:
+                column = x[:, j]
+                new = column >= known[spec.name]
+                if new.any():
+                    if hidden is x:
+                        hidden = x.copy()
+                    hidden[new, j] = math.nan
+        return hidden
+
+    # ---- serving ----------------------------------------------------------------
+
+    def predict_proba(self, rows: list[dict[str, Any]]) -> Matrix | Vector:
+        """The champion's calibrated output for raw feature rows (values for regression)."""
+        if self.champion is None:
+            raise ModelError(f"task {self.task.name} has no champion yet")
+        x = self.features.encode_rows(rows, learn=False)
+        raw = _predict(self.champion.booster, x)
+        return apply_calibration(self.champion.record.calibration, raw)
+
+
+def _predict(booster: lgb.Booster, x: Matrix) -> Matrix | Vector:
+    out: Matrix | Vector = np.asarray(booster.predict(x), dtype=np.float64)
+    return out
+
+
+def _load(record: ModelVersion) -> _Model:
+    if ModelVersion.hash_text(record.model_text) != record.model_sha256:
+        raise ModelIntegrityError(f"{record.registry_key()}: model text does not match its hash")
+    booster = lgb.Booster(model_str=record.model_text)
+    return _Model(booster, record, booster.current_iteration())
