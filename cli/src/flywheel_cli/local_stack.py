@@ -14,7 +14,9 @@ Only components started in step 4 are ``managed``; ``down`` stops exactly those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -127,6 +129,9 @@ class LocalStack:
         self.python = python
         self.echo = echo
         self.services = services
+        # Handles of the children this object spawned, so one that exits is reaped
+        # here (no zombie, no "still running" warning) when this process outlives it.
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- records for the two dependencies -------------------------------------------------
 
@@ -206,6 +211,7 @@ class LocalStack:
         cwd: Path,
     ) -> ComponentRecord:
         proc = spawn(argv, log_path=stdout, env=env, cwd=cwd)
+        self._children[proc.pid] = proc
         write_pid_file(self.config.pids_dir, record.name, proc.pid)
         self.echo(f"{record.name}: started pid {proc.pid}, log {record.log}")
         return replace(
@@ -216,13 +222,23 @@ class LocalStack:
             started_at=time.time(),
         )
 
+    def _reap(self, pid: int | None) -> None:
+        """Collect the exit status of a child of ours known to have exited."""
+        proc = self._children.pop(pid or 0, None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+
     def _reuse_or_adopt(
         self, current: ComponentRecord | None, port: int | None, adopt: ComponentRecord
     ) -> ComponentRecord | None:
         """Rules 2 and 3 of the module docstring; None means "start one"."""
-        if current is not None and current.managed and is_running(current.pid, current.start_ticks):
-            self.echo(f"{current.name}: already running, pid {current.pid}")
-            return current
+        if current is not None and current.managed:
+            if is_running(current.pid, current.start_ticks):
+                self.echo(f"{current.name}: already running, pid {current.pid}")
+                return current
+            self.echo(f"{current.name}: pid {current.pid} is gone; starting a new one")
+            self._reap(current.pid)
         if port is not None and port_open(LOOPBACK, port):
             holder = listener_pid(port)
             self.echo(
@@ -407,6 +423,7 @@ class LocalStack:
                 if record.managed and record.pid is not None:
                     timeout = STOP_TIMEOUT_S.get(record.kind, 20.0)
                     stopped = terminate(record.pid, record.start_ticks, timeout_s=timeout)
+                    self._reap(record.pid)
                     remove_pid_file(self.config.pids_dir, name)
                 del state.components[name]
                 state.save(self.config.stack_file)
