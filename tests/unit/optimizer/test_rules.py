@@ -180,3 +180,31 @@ def test_rule_rejects_unknown_ops_at_construction() -> None:
         ThresholdRule.model_validate(
             {"name": "X", "metric": "predictions", "op": "==", "threshold": 1}
         )
+
+
+def test_restored_alert_whose_condition_cleared_while_down_resolves(rules: RuleFile) -> None:
+    first = AlertBook()
+    evaluator = RuleEvaluator(rules, first)
+    evaluator.evaluate([p99(150)], T0)
+    evaluator.evaluate([p99(150)], T0 + 30)
+    book = AlertBook()
+    book.restore(first.drain())
+    RuleEvaluator(rules, book).evaluate([p99(20)], T0 + 100)
+    (resolved,) = book.drain()
+    assert resolved.state is AlertState.RESOLVED
+
+
+def test_restored_alert_whose_series_never_returns_resolves_as_stale(rules: RuleFile) -> None:
+    first = AlertBook()
+    evaluator = RuleEvaluator(rules, first)
+    evaluator.evaluate([p99(150, task="gone")], T0)
+    evaluator.evaluate([p99(150, task="gone")], T0 + 30)
+    book = AlertBook()
+    book.restore(first.drain())
+    evaluator = RuleEvaluator(rules, book, stale_s=100)
+    evaluator.evaluate([], T0 + 1000)
+    evaluator.evaluate([], T0 + 1050)
+    assert book.drain() == []
+    evaluator.evaluate([], T0 + 1100)
+    (resolved,) = book.drain()
+    assert resolved.annotations["resolved_value"] == "no data"

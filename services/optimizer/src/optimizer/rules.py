@@ -164,6 +164,7 @@ class RuleEvaluator:
         self._stale_s = stale_s
         # Per (rule, series key): since when the condition holds, and its alert if firing.
         self._state: dict[tuple[int, tuple[str, ...]], _Pending] = {}
+        self._started: float | None = None
 
     def evaluate(self, samples: list[MetricSample], now: float) -> None:
         at = datetime.fromtimestamp(now, UTC)
@@ -176,6 +177,13 @@ class RuleEvaluator:
                 if not rule.breached(sample.value):
                     if state is not None:
                         self._clear(key, state, at, f"{sample.value:g}")
+                    else:
+                        # Fired before a restart (restored from the alerts topic) and
+                        # cleared while the optimizer was down.
+                        fingerprint = alert_fingerprint(rule.name, _labels(rule, sample))
+                        self._book.resolve(
+                            fingerprint, at=at, annotations={"resolved_value": f"{sample.value:g}"}
+                        )
                     continue
                 if state is None:
                     state = self._state[key] = _Pending(since=now, last_seen=now)
@@ -197,6 +205,21 @@ class RuleEvaluator:
         for key, state in list(self._state.items()):
             if now - state.last_seen >= self._stale_s:
                 self._clear(key, state, at, "no data")
+        self._resolve_orphans(now, at)
+
+    def _resolve_orphans(self, now: float, at: datetime) -> None:
+        """Restored alerts of these rules whose series never came back resolve as stale."""
+        if self._started is None:
+            self._started = now
+        if now - self._started < self._stale_s:
+            return
+        names = {rule.name for rule in self.rules.rules}
+        tracked = {state.fingerprint for state in self._state.values()}
+        for alert in self._book.firing():
+            if alert.name in names and alert.fingerprint not in tracked:
+                self._book.resolve(
+                    alert.fingerprint, at=at, annotations={"resolved_value": "no data"}
+                )
 
     def _clear(
         self, key: tuple[int, tuple[str, ...]], state: _Pending, at: datetime, value: str
