@@ -9,6 +9,7 @@ partition's offset (see writer.py); a task's ``flush`` policy decides *when*.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from stream_ingest.validation import EventValidator, Rejection
 __all__ = ["EncodedRecord", "Flush", "PartitionState", "TaskBuffer"]
 
 MAX_ERROR_CHARS = 2_000
+# Base64 grows bytes by 4/3; 600 kB of original keeps a dead letter under the 1 MB limit.
+MAX_DLQ_ORIGINAL_BYTES = 600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,12 @@ class TaskBuffer:
         return self.started_at + self.task.flush.max_age_s
 
     def encode(self, partition: int, max_bytes: int) -> list[EncodedRecord]:
-        """The buffer as ``TrainingBatch`` messages, each under ``max_bytes``."""
+        """The buffer as ``TrainingBatch`` messages of at most ``max_events`` rows, each
+        under ``max_bytes``, in offset order."""
         out: list[EncodedRecord] = []
-        ranges = [(0, len(self.event_ids))]
+        size, step = len(self.event_ids), self.task.flush.max_events
+        # A poll can overfill a buffer; no batch carries more than the task's max_events.
+        ranges = [(lo, min(lo + step, size)) for lo in range(0, size, step)][::-1]
         while ranges:
             lo, hi = ranges.pop()
             value = serde.encode(self._batch(partition, lo, hi))
@@ -186,11 +192,21 @@ class PartitionState:
     def _reject(
         self, key: bytes | None, value: bytes | None, offset: int, why: Rejection, now: float
     ) -> None:
+        original = value or b""
+        error = why.error
+        if len(original) > MAX_DLQ_ORIGINAL_BYTES:
+            # Kafka cannot hold the whole record in a dead letter; keep its head and its
+            # hash so the sender can find and fix it.
+            error = (
+                f"original truncated to its first {MAX_DLQ_ORIGINAL_BYTES} of {len(original)} "
+                f"bytes (sha256 {hashlib.sha256(original).hexdigest()}); {error}"
+            )
+            original = original[:MAX_DLQ_ORIGINAL_BYTES]
         letter = DeadLetter(
             reason=why.reason,
-            error=why.error[:MAX_ERROR_CHARS],
+            error=error[:MAX_ERROR_CHARS],
             field=why.field[:256] if why.field else None,
-            original_b64=base64.b64encode(value or b"").decode("ascii"),
+            original_b64=base64.b64encode(original).decode("ascii"),
             original_key=key.decode("utf-8", "replace")[:1_024] if key is not None else None,
             source_topic=self.topic,
             source_partition=self.partition,
