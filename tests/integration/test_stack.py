@@ -109,7 +109,7 @@ def fake_service(tmp_path: Path) -> tuple[ServiceSpec, str]:
     (package / "__init__.py").write_text("")
     (package / "__main__.py").write_text(FAKE_SERVICE)
     (port,) = _free_ports(1)
-    return ServiceSpec("fake", module, port), str(tmp_path / "pkgs")
+    return ServiceSpec("fake", module, port, "FLYWHEEL_FAKE_PORT"), str(tmp_path / "pkgs")
 
 
 @pytest.fixture
@@ -194,7 +194,8 @@ def test_a_service_that_cannot_start_fails_up_quickly_with_its_log(
         "KAFKA_BOOTSTRAP_SERVERS": stack.kafka.bootstrap_servers,
         "REDIS_URL": stack.redis.url,
     }
-    broken = ServiceSpec("broken", "fw_no_such_module_" + uuid4().hex[:6], _free_ports(1)[0])
+    module = "fw_no_such_module_" + uuid4().hex[:6]
+    broken = ServiceSpec("broken", module, _free_ports(1)[0], "FLYWHEEL_BROKEN_PORT")
     local = LocalStack(
         StackConfig.from_env(env, cwd=tmp_path), env=env, python=sys.executable, services=[broken]
     )

@@ -3,10 +3,10 @@
 Each service is its own process, ``python -m <module>``, started only once its
 package has a ``__main__`` module (services land issue by issue). ``up`` gives each
 one the cluster it started (``FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS``,
-``FLYWHEEL_REDIS_URL``) and its port as ``FLYWHEEL_<SERVICE>_PORT`` (the
-``<service>_port`` field of its settings, e.g. ``FLYWHEEL_PREDICTOR_PORT``); the same
-variable in the operator's shell moves the service. A service should answer
-``GET /healthz`` on that port (``flywheel.metrics.serve_metrics`` does, since
+``FLYWHEEL_REDIS_URL``) and its port in ``port_env``, the variable its own settings
+read (``FLYWHEEL_PREDICTOR_PORT`` for ``predictor_port``); the same variable in the
+operator's shell moves the service. A service should answer ``GET /healthz`` on
+that port (``flywheel.metrics.serve_metrics`` does, since
 prometheus-client answers every path); one with ``health_path=None`` is judged by its
 process being alive.
 
@@ -31,14 +31,12 @@ class ServiceSpec:
     name: str
     module: str
     default_port: int
+    # The variable carrying the port, to the service and from the operator; it must
+    # match the port field of the service's Settings (env prefix FLYWHEEL_).
+    port_env: str
     health_path: str | None = "/healthz"
     # Extra variables the stack always sets for this service.
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def port_env(self) -> str:
-        """The variable carrying the service's port, to the service and from the operator."""
-        return "FLYWHEEL_" + self.name.upper().replace("-", "_") + "_PORT"
 
     def argv(self, python: str) -> list[str]:
         return [python, "-m", self.module]
@@ -47,11 +45,13 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     # Pipeline order: a consumer starts after the service that feeds it, so the
     # first records it sees are not a backlog built up during start-up.
-    ServiceSpec("stream-ingest", "stream_ingest", 18081),
-    ServiceSpec("trainer", "trainer", 18082),
-    ServiceSpec("predictor", "predictor", 18080),
-    ServiceSpec("optimizer", "optimizer", 18083),
-    ServiceSpec("alerter", "alerter", 18084),
+    # Default ports are the services' own settings defaults, so a service started by
+    # hand and one started by the stack land on the same port.
+    ServiceSpec("stream-ingest", "stream_ingest", 19101, "FLYWHEEL_INGEST_PORT"),
+    ServiceSpec("trainer", "trainer", 19102, "FLYWHEEL_TRAINER_PORT"),
+    ServiceSpec("predictor", "predictor", 18080, "FLYWHEEL_PREDICTOR_PORT"),
+    ServiceSpec("optimizer", "optimizer", 19104, "FLYWHEEL_OPTIMIZER_PORT"),
+    ServiceSpec("alerter", "alerter", 18081, "FLYWHEEL_ALERTER_HTTP_PORT"),
 )
 
 

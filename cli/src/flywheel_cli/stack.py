@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +21,11 @@ def _stack(*, quiet: bool = False) -> LocalStack:
     from flywheel_cli.local_stack import LocalStack
 
     config = StackConfig.from_env(os.environ, cwd=Path.cwd())
+    started = time.monotonic()
 
     def echo(line: str) -> None:
         if not quiet:
-            print(line, file=sys.stderr, flush=True)
+            print(f"[{time.monotonic() - started:5.1f}s] {line}", file=sys.stderr, flush=True)
 
     return LocalStack(config, env=os.environ, python=sys.executable, echo=echo)
 
@@ -63,8 +65,6 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    import time
-
     started = time.monotonic()
     stack = _stack()
     stack.up(timeout_s=args.timeout)

@@ -23,11 +23,22 @@ def test_the_table_names_the_five_services_once_each_on_distinct_ports() -> None
     ports = [spec.default_port for spec in SERVICES]
     assert len(set(ports)) == len(ports)
     assert not {19092, 19093, 16379} & set(ports)
+    assert len({spec.port_env for spec in SERVICES}) == len(SERVICES)
 
 
-def test_port_variable_follows_the_service_settings_convention() -> None:
-    assert service_by_name("stream-ingest").port_env == "FLYWHEEL_STREAM_INGEST_PORT"
-    assert service_by_name("predictor").port_env == "FLYWHEEL_PREDICTOR_PORT"
+def test_each_port_variable_is_a_port_field_of_that_services_settings() -> None:
+    # Importing a service's config module is fine in a test (it is how the service
+    # reads its environment), and it pins the table to what the services really read.
+    import importlib
+
+    for spec in SERVICES:
+        try:
+            settings = importlib.import_module(f"{spec.module}.config").Settings
+        except ModuleNotFoundError:
+            continue  # the service has no settings yet
+        field_name = spec.port_env.removeprefix("FLYWHEEL_").lower()
+        assert field_name in settings.model_fields, (spec.name, spec.port_env)
+        assert settings.model_fields[field_name].default == spec.default_port, spec.name
     with pytest.raises(KeyError):
         service_by_name("nope")
 
@@ -58,7 +69,10 @@ def test_a_service_exists_once_its_package_has_a_main_module(
     assert has_main_module("fw_ready_svc")
     assert not has_main_module("fw_unready_svc")
     assert not has_main_module("fw_absent_svc")
-    table = (ServiceSpec("ready", "fw_ready_svc", 1), ServiceSpec("unready", "fw_unready_svc", 2))
+    table = (
+        ServiceSpec("ready", "fw_ready_svc", 1, "FLYWHEEL_READY_PORT"),
+        ServiceSpec("unready", "fw_unready_svc", 2, "FLYWHEEL_UNREADY_PORT"),
+    )
     assert [spec.name for spec in available_services(table)] == ["ready"]
 
 
@@ -71,7 +85,9 @@ def test_service_environment_points_the_service_at_the_stack(tmp_path: Path) -> 
     config = StackConfig.from_env(
         {"FLYWHEEL_KAFKA_PORT": "29092", "FLYWHEEL_TOPIC_PREFIX": "dev."}, cwd=tmp_path
     )
-    spec = ServiceSpec("predictor", "predictor", 18080, env={"FLYWHEEL_EXTRA": "1"})
+    spec = ServiceSpec(
+        "predictor", "predictor", 18080, "FLYWHEEL_PREDICTOR_PORT", env={"FLYWHEEL_EXTRA": "1"}
+    )
     base = {"PATH": "/bin", "FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS": "stale:1"}
     env = service_environment(spec, 28080, base, config)
     assert env["PATH"] == "/bin"

@@ -31,6 +31,7 @@ def test_environment_moves_ports_and_state(tmp_path: Path) -> None:
         "FLYWHEEL_KAFKA_CONTROLLER_PORT": "29093",
         "FLYWHEEL_REDIS_PORT": "26379",
         "FLYWHEEL_PREDICTOR_PORT": "28080",
+        "FLYWHEEL_INGEST_PORT": "28081",
         "FLYWHEEL_TOPIC_PREFIX": "staging.",
     }
     config = StackConfig.from_env(env, cwd=tmp_path)
@@ -39,6 +40,7 @@ def test_environment_moves_ports_and_state(tmp_path: Path) -> None:
     assert config.kafka_bootstrap == "127.0.0.1:29092"
     assert config.redis_url == "redis://127.0.0.1:26379/0"
     assert config.service_ports["predictor"] == 28080
+    assert config.service_ports["stream-ingest"] == 28081
     assert config.topic_prefix == "staging."
     assert config.stack_file == tmp_path / "state/stack.json"
 
