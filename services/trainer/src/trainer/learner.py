@@ -9,7 +9,8 @@ Public API (stable; the learning-quality benchmark and the service use only this
     report.candidate        # the ModelVersion trained on this batch (always one)
     report.promotion        # a Promotion if a version became champion, else None
     learner.predict_proba(rows)   # champion, calibrated: (n,) P(true) | (n, k) | (n,) values
-    TaskLearner.resume(task, champion=..., latest=...)   # rebuild from registry versions
+    TaskLearner.resume(task, champion=..., latest=..., next_version=...)  # from the registry
+    learner.adopt_champion(version)   # an operator promoted/rolled back in the registry
 
 How one batch is handled (``score_then_learn``):
 
@@ -185,6 +186,12 @@ class TaskLearner:
         if latest is not None and (champion is None or latest.version > champion.version):
             learner.challenger = _load(latest)
         return learner
+
+    def adopt_champion(self, version: ModelVersion) -> None:
+        """Make ``version`` the champion (an operator's promote/rollback in the registry)."""
+        self.champion, self.challenger = _load(version), None
+        self._champion_losses.clear()
+        self.next_version = max(self.next_version, version.version + 1)
 
     # ---- the loop ---------------------------------------------------------------------
 

@@ -1,0 +1,432 @@
+"""The trainer service: ``training.batches`` in, model versions and champions out.
+
+Exactly once, per partition of ``training.batches`` (and so per task, the key):
+
+1. the batches of one poll are grouped by task and merged, and each task's
+   :class:`~trainer.learner.TaskLearner` scores then learns them;
+2. one Kafka transaction, on a producer whose transactional id belongs to the
+   partition, writes the new :class:`ModelVersion`, any :class:`ChampionChange`,
+   tombstones of retired versions, refused batches (``feedback.dlq``), the
+   :class:`ModelPublished` announcement, *and* the consumer offsets;
+3. only after the commit are the registry view, the Redis cache and the metrics
+   updated. If the transaction fails, the learners of those tasks are dropped (they
+   are rebuilt from the registry) and the partition is re-read from its committed
+   offset, so no batch is learned twice and none is skipped.
+
+A new owner of a partition (rebalance, restart) initialises its transactional
+producer first, which fences the previous owner and completes or aborts its open
+transaction; it then reads the registry to its end, so it continues from the last
+committed version of each task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from prometheus_client import start_http_server
+from redis.asyncio import Redis
+
+from flywheel import serde
+from flywheel.catalog import TaskCatalog
+from flywheel.errors import FlywheelError, SerdeError
+from flywheel.events import DeadLetter, ModelPublished, ModelVersion, TrainingBatch, utc_now
+from flywheel.kafka import make_consumer, wait_for_kafka
+from flywheel.redis import RedisConfig, connect_redis, wait_for_redis
+from flywheel.registry import (
+    ModelCache,
+    ModelRegistry,
+    champion_change,
+    make_registry_producer,
+    rebuild_cache,
+    registry_record,
+)
+from flywheel.tasks import TaskDefinition
+from flywheel.topics import FEEDBACK_DLQ, MODELS_PUBLISHED, MODELS_REGISTRY, TRAINING_BATCHES
+from trainer.config import Settings
+from trainer.learner import BatchReport, TaskLearner
+from trainer.metrics import TrainerMetrics
+
+__all__ = ["TrainerService", "merge_batches"]
+
+log = logging.getLogger(__name__)
+
+Outgoing = tuple[str, bytes, bytes | None]
+# Champion changes whose versions are never retired, so a rollback always has a target.
+_PROTECTED_CHANGES = 10
+
+
+def merge_batches(batches: list[TrainingBatch]) -> TrainingBatch:
+    """One batch holding ``batches`` in order (they are all of one task)."""
+    if len(batches) == 1:
+        return batches[0]
+    names = list(dict.fromkeys(name for b in batches for name in b.columns))
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for b in batches:
+        for name in names:
+            columns[name].extend(b.columns.get(name, [None] * len(b)))
+    oldest = [b.oldest_event_at for b in batches if b.oldest_event_at is not None]
+    return TrainingBatch.model_construct(
+        schema_version=1,
+        batch_id=batches[0].batch_id,
+        task=batches[0].task,
+        created_at=batches[-1].created_at,
+        event_ids=[e for b in batches for e in b.event_ids],
+        columns=columns,
+        labels=[label for b in batches for label in b.labels],
+        prediction_ids=[],
+        oldest_event_at=min(oldest) if oldest else None,
+    )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: TrainerService) -> None:
+        self._service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self._service.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        await self._service.acquire(assigned)
+
+
+class TrainerService:
+    name = "trainer"
+
+    def __init__(self, settings: Settings, *, metrics: TrainerMetrics | None = None) -> None:
+        self.settings = settings
+        self.kafka = settings.kafka_config("flywheel-trainer")
+        self.redis_config = RedisConfig(
+            url=settings.redis_url, key_prefix=settings.redis_key_prefix
+        )
+        self.metrics = metrics or TrainerMetrics()
+        self.batches_topic = self.kafka.topic(TRAINING_BATCHES)
+        self.catalog = TaskCatalog(self.kafka)
+        self.registry = ModelRegistry(self.kafka)
+        self.learners: dict[str, TaskLearner] = {}
+        self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
+        self._tasks_of: dict[TopicPartition, set[str]] = defaultdict(set)
+        self._trained_through: dict[tuple[str, int], datetime] = {}
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._cache: ModelCache | None = None
+        self._redis: Redis | None = None
+        # Bumped on every assignment change: a poll that straddles one is dropped, since
+        # the consumer re-fetches from the committed offsets of the new assignment.
+        self._generation = 0
+        self._http: Any = None
+
+    @property
+    def port(self) -> int:
+        """The /metrics port actually bound (useful with port 0 in tests)."""
+        return int(self._http.server_port) if self._http is not None else 0
+
+    async def start(self) -> None:
+        timeout = self.settings.startup_timeout_s
+        await wait_for_kafka(self.kafka, timeout_s=timeout)
+        await wait_for_redis(self.redis_config, timeout_s=timeout)
+        self._redis = connect_redis(self.redis_config)
+        self._cache = ModelCache(self._redis, key_prefix=self.redis_config.key_prefix)
+        await self.catalog.start(follow=True)
+        await self.registry.start(follow=False)
+        # Redis is a cache: whatever it lost (flush, restart) comes back from Kafka.
+        await rebuild_cache(self.registry, self._cache)
+        consumer = make_consumer(
+            self.kafka,
+            group_id=self.settings.trainer_group_id,
+            read_committed=True,
+            max_poll_records=self.settings.trainer_max_poll_records,
+        )
+        consumer.subscribe([self.batches_topic], listener=_Rebalance(self))
+        await consumer.start()
+        self._consumer = consumer
+        self._http, _ = start_http_server(
+            self.settings.trainer_port,
+            addr=self.settings.trainer_host,
+            registry=self.metrics.registry,
+        )
+        self.metrics.up.set(1)
+
+    async def run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        while not self._stopping.is_set():
+            generation = self._generation
+            polled = await consumer.getmany(timeout_ms=500)
+            if not polled:
+                continue
+            async with self._lock:
+                if self._stopping.is_set() or generation != self._generation:
+                    continue
+                await self.registry.catch_up()
+                for tp, records in polled.items():
+                    if tp in self._producers and records:
+                        await self._process(consumer, tp, records)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.metrics.up.set(0)
+        async with self._lock:
+            pass  # an update in flight finishes its transaction first; none starts after
+        if self._consumer is not None:
+            # Not under the lock: leaving the group calls release(), which takes it.
+            await self._consumer.stop()
+            self._consumer = None
+        for producer in self._producers.values():
+            await producer.stop()
+        self._producers.clear()
+        await self.catalog.stop()
+        await self.registry.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+
+    # ---- partition ownership -----------------------------------------------------
+
+    async def acquire(self, assigned: list[TopicPartition]) -> None:
+        async with self._lock:
+            self._generation += 1
+            for tp in assigned:
+                if tp in self._producers:
+                    continue
+                producer = make_registry_producer(
+                    self.kafka,
+                    transactional_id=(
+                        f"{self.settings.trainer_transactional_id}.{tp.topic}.{tp.partition}"
+                    ),
+                )
+                await producer.start()  # init_transactions: fences the previous owner
+                self._producers[tp] = producer
+            # The previous owner's last committed versions are visible now.
+            await self.registry.catch_up()
+            log.info("partitions assigned", extra={"partitions": [tp.partition for tp in assigned]})
+
+    async def release(self, revoked: list[TopicPartition]) -> None:
+        async with self._lock:
+            self._generation += 1
+            for tp in revoked:
+                producer = self._producers.pop(tp, None)
+                if producer is not None:
+                    await producer.stop()
+                for task in self._tasks_of.pop(tp, set()):
+                    self.learners.pop(task, None)
+            log.info("partitions revoked", extra={"partitions": [tp.partition for tp in revoked]})
+
+    # ---- one partition's poll ------------------------------------------------------
+
+    async def _process(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: list[ConsumerRecord]
+    ) -> None:
+        by_task: dict[str, list[tuple[ConsumerRecord, TrainingBatch]]] = defaultdict(list)
+        outgoing: list[Outgoing] = []
+        for record in records:
+            batch = await self._decode(record, outgoing)
+            if batch is not None:
+                by_task[batch.task].append((record, batch))
+        reports: list[BatchReport] = []
+        for task_name, pairs in by_task.items():
+            definition = self.catalog.get(task_name)
+            assert definition is not None  # _decode checked it
+            self._tasks_of[tp].add(task_name)
+            learner = self._learner(definition)
+            merged = merge_batches([batch for _, batch in pairs])
+            try:
+                report = learner.score_then_learn(merged)
+            except (ValueError, FlywheelError) as exc:
+                self.learners.pop(task_name, None)
+                outgoing += [
+                    self._dead_letter(record, "untrainable_batch", str(exc)) for record, _ in pairs
+                ]
+                self.metrics.dead_letters.labels("untrainable_batch").inc(len(pairs))
+                continue
+            reports.append(report)
+            through = merged.oldest_event_at or merged.created_at
+            self._trained_through[(task_name, report.candidate.version)] = through
+            outgoing += self._registry_writes(learner, report)
+        producer = self._producers[tp]
+        try:
+            async with producer.transaction():
+                sends = [
+                    await producer.send(topic, value, key=key) for topic, key, value in outgoing
+                ]
+                await asyncio.gather(*sends)
+                await producer.send_offsets_to_transaction(
+                    {tp: records[-1].offset + 1}, self.settings.trainer_group_id
+                )
+        except Exception:
+            log.exception(
+                "update transaction failed; re-reading the partition", extra={"p": tp.partition}
+            )
+            self.metrics.transactions_aborted.inc()
+            for task_name in by_task:
+                self.learners.pop(task_name, None)
+            consumer.seek(tp, records[0].offset)
+            await asyncio.sleep(0.5)
+            return
+        await self._after_commit(outgoing, reports)
+
+    async def _decode(
+        self, record: ConsumerRecord, outgoing: list[Outgoing]
+    ) -> TrainingBatch | None:
+        if record.value is None:
+            outgoing.append(self._dead_letter(record, "broken_json", "empty training batch record"))
+            return None
+        try:
+            batch = serde.decode(
+                TrainingBatch, record.value, max_bytes=self.settings.trainer_max_batch_bytes
+            )
+        except SerdeError as exc:
+            outgoing.append(self._dead_letter(record, exc.reason, str(exc), exc.field))
+            self.metrics.dead_letters.labels(exc.reason).inc()
+            return None
+        if batch.task not in self.catalog:
+            # The catalog follows the tasks topic; give a just-applied task a moment.
+            await asyncio.sleep(1.0)
+        if batch.task not in self.catalog:
+            outgoing.append(
+                self._dead_letter(record, "unknown_task", f"unknown task {batch.task!r}")
+            )
+            self.metrics.dead_letters.labels("unknown_task").inc()
+            return None
+        return batch
+
+    def _dead_letter(
+        self, record: ConsumerRecord, reason: str, error: str, field: str | None = None
+    ) -> Outgoing:
+        letter = DeadLetter(
+            reason=reason,
+            error=error[:2_000],
+            field=field,
+            original_b64=base64.b64encode(record.value or b"").decode("ascii"),
+            original_key=None if record.key is None else record.key.decode("utf-8", "replace"),
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+        )
+        return self.kafka.topic(FEEDBACK_DLQ), record.key or b"", serde.encode(letter)
+
+    def _learner(self, definition: TaskDefinition) -> TaskLearner:
+        name = definition.name
+        registry = self.registry
+        learner = self.learners.get(name)
+        if learner is None or learner.task != definition:
+            versions = registry.versions(name)
+            learner = TaskLearner.resume(
+                definition,
+                champion=registry.champion(name),
+                latest=versions[-1] if versions else None,
+                next_version=registry.next_version(name),
+                promotion_tolerance=self.settings.trainer_promotion_tolerance,
+            )
+            self.learners[name] = learner
+        champion = registry.champion(name)
+        if champion is not None and (
+            learner.champion is None or learner.champion.version != champion.version
+        ):
+            # An operator promoted or rolled back (flywheel models promote|rollback).
+            learner.adopt_champion(champion)
+        learner.next_version = max(learner.next_version, registry.next_version(name))
+        return learner
+
+    def _registry_writes(self, learner: TaskLearner, report: BatchReport) -> list[Outgoing]:
+        registry_topic = self.kafka.topic(MODELS_REGISTRY)
+        candidate = report.candidate
+        key, value = registry_record(candidate)
+        writes: list[Outgoing] = [(registry_topic, key, value)]
+        promotion = report.promotion
+        protected = {candidate.version}
+        if promotion is not None:
+            change = champion_change(
+                self.registry,
+                candidate.task,
+                promotion.version,
+                kind="promotion",
+                reason=promotion.reason,
+                metrics=promotion.metrics,
+            )
+            key, value = registry_record(change)
+            writes.append((registry_topic, key, value))
+            champion = learner.champion
+            assert champion is not None and champion.version == promotion.version
+            published = ModelPublished(
+                task=candidate.task,
+                version=promotion.version,
+                model_sha256=champion.record.model_sha256,
+                published_at=utc_now(),
+                trained_through=self._trained_through.get((candidate.task, promotion.version)),
+            )
+            writes.append(
+                (
+                    self.kafka.topic(MODELS_PUBLISHED),
+                    candidate.task.encode(),
+                    serde.encode(published),
+                )
+            )
+        writes += self._retirements(candidate.task, protected | {report.champion or 0})
+        return writes
+
+    def _retirements(self, task: str, protected: set[int]) -> list[Outgoing]:
+        """Tombstones for versions beyond the newest ``keep_versions`` (champions kept)."""
+        history = self.registry.history(task)[-_PROTECTED_CHANGES:]
+        protected |= {c.version for c in history} | {
+            c.previous_version for c in history if c.previous_version is not None
+        }
+        current = [v.version for v in self.registry.versions(task)]
+        keep = set(current[-(self.settings.trainer_keep_versions - 1) :])
+        topic = self.kafka.topic(MODELS_REGISTRY)
+        return [
+            (topic, f"{task}@v{number}".encode(), None)
+            for number in current
+            if number not in keep and number not in protected
+        ]
+
+    async def _after_commit(self, outgoing: list[Outgoing], reports: list[BatchReport]) -> None:
+        registry_topic = self.kafka.topic(MODELS_REGISTRY)
+        for topic, key, value in outgoing:
+            if topic == registry_topic:
+                self.registry.apply(key, value)
+        cache = self._cache
+        for report in reports:
+            task = report.task
+            learner = self.learners.get(task)
+            self.metrics.batches.labels(task).inc()
+            self.metrics.events_trained.labels(task).set(report.candidate.events_trained)
+            self.metrics.update_seconds.labels(report.strategy).observe(report.update_seconds)
+            self.metrics.model_trees.labels(task).set(report.candidate.trees)
+            self.metrics.model_bytes.labels(task).set(len(report.candidate.model_text))
+            self.metrics.live(task, report.champion, report.live_metrics)
+            if (
+                report.promotion is not None
+                and learner is not None
+                and learner.champion is not None
+            ):
+                self.metrics.promotions.labels(task, "promotion").inc()
+                self.metrics.champion_version.labels(task).set(report.promotion.version)
+                self._trained_through.pop((task, report.promotion.version), None)
+                if cache is not None:
+                    await _cache_champion(cache, learner.champion.record)
+            # Only the pending challenger's entry can still be needed.
+            stale = [
+                k for k in self._trained_through if k[0] == task and k[1] < report.candidate.version
+            ]
+            for entry in stale:
+                del self._trained_through[entry]
+
+
+async def _cache_champion(cache: ModelCache, version: ModelVersion) -> None:
+    try:
+        await cache.set_champion(version)
+    except Exception:
+        # Redis is only a cache (the predictor falls back to the registry): log, go on.
+        log.exception("could not cache the champion in Redis", extra={"task": version.task})

@@ -1,0 +1,74 @@
+"""The trainer service in-process against the real broker and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import uuid4
+
+import httpx
+import numpy as np
+import pytest
+import redis.asyncio as aioredis
+
+from flywheel.catalog import apply_tasks
+from flywheel.kafka import KafkaConfig
+from flywheel.redis import RedisConfig
+from flywheel.registry import ModelCache
+from trainer.config import Settings
+from trainer.service import TrainerService
+
+from ...unit.trainer.streams import make_batch, make_task
+from .helpers import publish_batches, read_announcements, wait_for_events_trained
+
+pytestmark = pytest.mark.integration
+
+
+def _settings(kafka: KafkaConfig, redis_config: RedisConfig) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        topic_prefix=kafka.topic_prefix,
+        redis_url=redis_config.url,
+        redis_key_prefix=redis_config.key_prefix,
+        trainer_port=0,
+        trainer_group_id=f"trainer-{uuid4().hex[:8]}",
+        trainer_transactional_id=f"trainer-{uuid4().hex[:8]}",
+        startup_timeout_s=20,
+    )
+
+
+async def test_batches_become_versions_champions_and_cached_models(
+    kafka: KafkaConfig, redis_config: RedisConfig, redis_client: aioredis.Redis
+) -> None:
+    task = make_task()
+    await apply_tasks(kafka, [task])
+    rng = np.random.default_rng(11)
+    batches = [make_batch(rng, i, 200) for i in range(6)]
+
+    service = TrainerService(_settings(kafka, redis_config))
+    await service.start()
+    runner = asyncio.create_task(service.run())
+    try:
+        await publish_batches(kafka, batches[:3])
+        await asyncio.sleep(1.0)
+        await publish_batches(kafka, batches[3:])
+        registry = await wait_for_events_trained(kafka, {task.name: 1_200})
+        versions = registry.versions(task.name)
+        assert versions[-1].events_trained == 1_200  # every event counted exactly once
+        champion = registry.champion(task.name)
+        assert champion is not None
+        assert "accuracy" in champion.metrics or champion.version == 1
+        async with httpx.AsyncClient() as http:
+            body = (await http.get(f"http://127.0.0.1:{service.port}/healthz")).text
+        assert "flywheel_trainer_events_trained" in body
+        cached = await ModelCache(redis_client, key_prefix=redis_config.key_prefix).load_champion(
+            task.name
+        )
+        assert cached is not None and cached.version == champion.version
+    finally:
+        await service.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    announced = await read_announcements(kafka)
+    assert announced and announced[-1].version == champion.version
+    assert all(a.trained_through is not None for a in announced)
