@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+from aiokafka import AIOKafkaProducer
 
 from flywheel.alerting import DLQ_KIND_HEADER, NotificationDeadLetter
 from flywheel.events import Alert, AlertSeverity, AlertState
@@ -127,7 +128,7 @@ def alerter_process(
 
 
 @pytest.fixture
-async def producer(kafka_namespace: KafkaConfig) -> AsyncIterator[object]:
+async def producer(kafka_namespace: KafkaConfig) -> AsyncIterator[AIOKafkaProducer]:
     producer = make_producer(kafka_namespace)
     await producer.start()
     yield producer
@@ -148,7 +149,7 @@ async def test_sigkill_mid_flight_neither_loses_nor_repeats(
     alerter_process: AlerterProcess,
     kafka_namespace: KafkaConfig,
     receiver_server: ReceiverServer,
-    producer: object,
+    producer: AIOKafkaProducer,
 ) -> None:
     receiver_server.delay_s = 0.3  # keep requests in flight when the kill lands
     receiver_server.poison["/hook"] = (b"Poisoned", 400)
@@ -157,11 +158,11 @@ async def test_sigkill_mid_flight_neither_loses_nor_repeats(
     topic = kafka_namespace.topic(ALERTS)
     await alerter_process.start()
     for alert in alerts:
-        await producer.send_and_wait(topic, encode(alert), key=alert.fingerprint.encode())  # type: ignore[attr-defined]
+        await producer.send_and_wait(topic, encode(alert), key=alert.fingerprint.encode())
     await wait_until(lambda: len(receiver_server.on("/hook")) >= 3, timeout_s=30, what="3 sends")
     for alert in to_resolve:
         resolved = alert.model_copy(update={"state": AlertState.RESOLVED})
-        await producer.send_and_wait(topic, encode(resolved), key=alert.fingerprint.encode())  # type: ignore[attr-defined]
+        await producer.send_and_wait(topic, encode(resolved), key=alert.fingerprint.encode())
     await asyncio.sleep(0.4)
     alerter_process.kill()
     sent_before_kill = len(receiver_server.requests)
