@@ -40,7 +40,12 @@ if __package__ in (None, ""):
     # Run as a script: make ``bench`` importable from the repo root.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.prequential_learners import LEARNERS, FlywheelLearner, flywheel_available
+from bench.prequential_learners import (
+    DEFAULT_LEARNERS,
+    LEARNERS,
+    FlywheelLearner,
+    flywheel_available,
+)
 from bench.prequential_streams import STREAMS, Chunk, chunk_stream
 
 __all__ = [
@@ -240,7 +245,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument("--quick", action="store_true", help="5k samples, 1 seed, no file")
     mode.add_argument("--full", action="store_true", help="50k samples, 5 seeds")
     p.add_argument("--streams", nargs="+", choices=list(STREAMS), default=list(STREAMS))
-    p.add_argument("--learners", nargs="+", choices=list(LEARNERS), default=list(LEARNERS))
+    p.add_argument("--learners", nargs="+", choices=list(LEARNERS), default=list(DEFAULT_LEARNERS))
     p.add_argument("--samples", type=int, help="samples per synthetic stream")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (override the profile)")
     p.add_argument("--batch-size", type=int, help="micro-batch size (stream-ingest flush)")

@@ -18,6 +18,7 @@ from bench.prequential import (
     verdicts,
 )
 from bench.prequential_learners import (
+    ARFBatchLearner,
     ARFLearner,
     ColumnEncoder,
     FlywheelLearner,
@@ -194,7 +195,7 @@ def test_learners_only_see_labels_after_predicting() -> None:
     rng = np.random.default_rng(0)
     labels = [bool(v) for v in rng.integers(0, 2, 1_200)]
     chunks = _toy_chunks(labels, 200)
-    for factory in (NaiveAppendLightGBM, NoChangeLearner, MajorityLearner):
+    for factory in (NaiveAppendLightGBM, ARFBatchLearner, NoChangeLearner, MajorityLearner):
         learner = factory(_toy_task(), 0)
         preds = [p for c in chunks for p in learner.test_then_train(c)]
         acc, _ = prequential_accuracy(preds, labels, 200)
