@@ -225,7 +225,7 @@ class StreamIngest:
             for partition in partitions:
                 await self._writer.open(partition)
                 await self._recover(partition)
-            log.info("partitions assigned", extra={"partitions": partitions})
+            log.info("partitions assigned: %s", partitions)
 
     async def _recover(self, partition: int) -> None:
         consumer, restorer = self._consumer, self._restorer
@@ -261,7 +261,7 @@ class StreamIngest:
                             "could not flush a revoked partition", extra={"partition": partition}
                         )
                 await self._writer.close(partition)
-            log.info("partitions revoked", extra={"partitions": partitions})
+            log.info("partitions revoked: %s", partitions)
 
     async def stop(self) -> None:
         """Commit everything buffered, then leave the group (a SIGTERM loses nothing)."""
