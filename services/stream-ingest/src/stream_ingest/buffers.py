@@ -184,6 +184,7 @@ class PartitionState:
             if buffer is not None:
                 # The task definition changed mid-buffer; its columns may differ, so
                 # the old rows leave in their own batch at the next flush.
+                del self.buffers[task.name]  # re-inserted below, after the old rows
                 self.buffers[f"{task.name}\x00{buffer.started_at}"] = buffer
             buffer = self.buffers[task.name] = TaskBuffer(task, started_at=now)
         buffer.append(event, offset, published_ms)
