@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import TopicPartition
 
 from flywheel.alerting import NotificationAttempt
 from flywheel.errors import ConfigError, FlywheelError, SerdeError
@@ -134,18 +133,14 @@ async def read_history(config: KafkaConfig, limit: int) -> list[NotificationAtte
     """The latest ``limit`` attempts per partition of the audit topic, oldest first."""
     await wait_for_kafka(config, timeout_s=15)
     topic = config.topic(ALERTS_NOTIFICATIONS)
-    consumer = make_consumer(config, group_id=None, read_committed=True)
+    # Without a group, a consumer given the topic is assigned all of its partitions.
+    consumer = make_consumer(config, topic, group_id=None, read_committed=True)
     await consumer.start()
     attempts: list[NotificationAttempt] = []
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer.client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = sorted(consumer.assignment(), key=lambda tp: tp.partition)
         if not tps:
             return []
-        consumer.assign(tps)
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:

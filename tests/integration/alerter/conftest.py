@@ -1,6 +1,6 @@
 """Real receivers for the alerter's integration tests, all on 127.0.0.1.
 
-* :class:`ReceiverServer` - an aiohttp app standing in for Slack, PagerDuty and a
+* :class:`ReceiverServer` - a small ASGI app (uvicorn) standing in for Slack, PagerDuty and a
   signed webhook: it records every request and answers from a per-path script
   (``(status, headers)`` pairs, e.g. 429 + Retry-After, 500, 400), then 200/202.
 * :class:`Mailbox` - a real SMTP server (aiosmtpd) collecting messages.
@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,10 +20,88 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
+import uvicorn
 from aiosmtpd.controller import Controller
 
+from alerter.config import Settings
+from alerter.routing import parse_config
+from alerter.service import AlerterService
 from flywheel.kafka import KafkaConfig, make_consumer
+
+HOOK_SECRET = "hook-secret-0123456789"
+API_KEY = "integration-api-key-0123"
+
+
+def alerter_config(server: ReceiverServer, mailbox: Mailbox) -> dict[str, object]:
+    return {
+        "route": {
+            "receiver": "hook",
+            "group_by": ["..."],
+            "group_wait": "200ms",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+            "routes": [
+                {"matchers": ['severity="critical"'], "receiver": "pd", "continue": True},
+                {"matchers": ['team="web"'], "receiver": "slack", "continue": True},
+                {"matchers": ['team="web"'], "receiver": "mail", "continue": True},
+                {"matchers": ['alertname=~".*"'], "receiver": "hook"},
+            ],
+        },
+        "receivers": [
+            {"name": "slack", "type": "slack", "webhook_url": server.url("/slack/T0/B0/X")},
+            {
+                "name": "pd",
+                "type": "pagerduty",
+                "routing_key": "PDKEY0123",
+                "url": server.url("/pd/v2/enqueue"),
+            },
+            {
+                "name": "hook",
+                "type": "webhook",
+                "url": server.url("/hook"),
+                "hmac_secret": HOOK_SECRET,
+                "backoff_initial_s": 0.2,
+            },
+            {
+                "name": "mail",
+                "type": "email",
+                "to": ["ops@example.com"],
+                "from": "alerter@example.com",
+                "smtp_host": "127.0.0.1",
+                "smtp_port": mailbox.port,
+                "security": "none",
+            },
+        ],
+        "allowed_target_networks": ["127.0.0.1/32"],
+    }
+
+
+@pytest.fixture
+async def running(
+    kafka_namespace: KafkaConfig,
+    group_id: str,
+    receiver_server: ReceiverServer,
+    mailbox: Mailbox,
+) -> AsyncIterator[tuple[AlerterService, int]]:
+    port = free_port()
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_namespace.bootstrap_servers,
+        topic_prefix=kafka_namespace.topic_prefix,
+        alerter_http_port=port,
+        alerter_consumer_group=group_id,
+        alerter_api_key=API_KEY,
+        alerter_shutdown_grace_s=1.0,
+    )
+    service = AlerterService(settings, parse_config(alerter_config(receiver_server, mailbox)))
+    await service.start()
+    runner = asyncio.create_task(service.run())
+    try:
+        yield service, port
+    finally:
+        await service.stop()
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
 
 
 def free_port() -> int:
@@ -59,36 +138,66 @@ class ReceiverServer:
     def on(self, path: str) -> list[Received]:
         return [r for r in self.requests if r.path == path]
 
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        self.requests.append(Received(request.path, dict(request.headers), body))
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """A bare ASGI app (served by uvicorn): record, optionally stall, answer."""
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().title(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        self.requests.append(Received(path, headers, body))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        marker = self.poison.get(request.path)
+        status, extra = (202 if path.startswith("/pd") else 200), {}
+        marker = self.poison.get(path)
         if marker and marker[0] in body:
-            return web.Response(status=marker[1], text="invalid event")
-        script = self.scripts[request.path]
-        if script:
-            status, headers = script.pop(0)
-            return web.Response(status=status, headers=headers, text="scripted")
-        ok = 202 if request.path.startswith("/pd") else 200
-        return web.Response(status=ok, text="ok")
+            status = marker[1]
+        elif self.scripts[path]:
+            status, extra = self.scripts[path].pop(0)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in extra.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @pytest.fixture
 async def receiver_server() -> AsyncIterator[ReceiverServer]:
-    server = ReceiverServer()
-    app = web.Application()
-    app.router.add_route("POST", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    server.port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", server.port)
-    await site.start()
+    server = ReceiverServer(port=free_port())
+    http = _QuietServer(
+        uvicorn.Config(
+            server,
+            host="127.0.0.1",
+            port=server.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(http.serve())
+    while not http.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
     try:
         yield server
     finally:
-        await runner.cleanup()
+        http.should_exit = True
+        await task
 
 
 class _Collect:

@@ -4,20 +4,14 @@ a malformed input dead-lettered, and a PagerDuty resolve on the same dedup_key."
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 
-from alerter.config import Settings
-from alerter.routing import parse_config
 from alerter.service import AlerterService
 from flywheel.alerting import DLQ_KIND_HEADER, AttemptOutcome, NotificationAttempt
 from flywheel.events import Alert, AlertSeverity, AlertState
@@ -25,87 +19,13 @@ from flywheel.kafka import KafkaConfig, make_producer
 from flywheel.serde import decode, encode
 from flywheel.topics import ALERTS, ALERTS_DLQ, ALERTS_NOTIFICATIONS
 from tests.integration.alerter.conftest import (
+    API_KEY,
+    HOOK_SECRET,
     Mailbox,
     ReceiverServer,
-    free_port,
     read_topic,
     wait_until,
 )
-
-HOOK_SECRET = "hook-secret-0123456789"
-API_KEY = "integration-api-key-0123"
-
-
-def alerter_config(server: ReceiverServer, mailbox: Mailbox) -> dict[str, object]:
-    return {
-        "route": {
-            "receiver": "hook",
-            "group_by": ["..."],
-            "group_wait": "200ms",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-            "routes": [
-                {"matchers": ['severity="critical"'], "receiver": "pd", "continue": True},
-                {"matchers": ['team="web"'], "receiver": "slack", "continue": True},
-                {"matchers": ['team="web"'], "receiver": "mail", "continue": True},
-                {"matchers": ['alertname=~".*"'], "receiver": "hook"},
-            ],
-        },
-        "receivers": [
-            {"name": "slack", "type": "slack", "webhook_url": server.url("/slack/T0/B0/X")},
-            {
-                "name": "pd",
-                "type": "pagerduty",
-                "routing_key": "PDKEY0123",
-                "url": server.url("/pd/v2/enqueue"),
-            },
-            {
-                "name": "hook",
-                "type": "webhook",
-                "url": server.url("/hook"),
-                "hmac_secret": HOOK_SECRET,
-                "backoff_initial_s": 0.2,
-            },
-            {
-                "name": "mail",
-                "type": "email",
-                "to": ["ops@example.com"],
-                "from": "alerter@example.com",
-                "smtp_host": "127.0.0.1",
-                "smtp_port": mailbox.port,
-                "security": "none",
-            },
-        ],
-        "allowed_target_networks": ["127.0.0.1/32"],
-    }
-
-
-@pytest.fixture
-async def running(
-    kafka_namespace: KafkaConfig,
-    group_id: str,
-    receiver_server: ReceiverServer,
-    mailbox: Mailbox,
-) -> AsyncIterator[tuple[AlerterService, int]]:
-    port = free_port()
-    settings = Settings(
-        kafka_bootstrap_servers=kafka_namespace.bootstrap_servers,
-        topic_prefix=kafka_namespace.topic_prefix,
-        alerter_http_port=port,
-        alerter_consumer_group=group_id,
-        alerter_api_key=API_KEY,
-        alerter_shutdown_grace_s=1.0,
-    )
-    service = AlerterService(settings, parse_config(alerter_config(receiver_server, mailbox)))
-    await service.start()
-    runner = asyncio.create_task(service.run())
-    try:
-        yield service, port
-    finally:
-        await service.stop()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
 
 
 async def publish(config: KafkaConfig, *payloads: bytes) -> None:
