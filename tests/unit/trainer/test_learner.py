@@ -153,3 +153,16 @@ def test_a_batch_for_another_task_is_refused() -> None:
     batch = make_batch(np.random.default_rng(0), 0, 10).model_copy(update={"task": "other"})
     with pytest.raises(ValueError, match="task"):
         TaskLearner(make_task()).score_then_learn(batch)
+
+
+def test_auto_after_resume_with_a_pending_append_challenger() -> None:
+    # Regression: the resumed challenger's strategy had a gain but no recorded try.
+    rng = np.random.default_rng(10)
+    task = make_task(max_trees=60, trees_per_update=10)
+    learner = TaskLearner(task)
+    reports = [learner.score_then_learn(make_batch(rng, i, 100)) for i in range(4)]
+    appended = next(r.candidate for r in reports if r.candidate.strategy == "append")
+    first = reports[0].candidate
+    resumed = TaskLearner.resume(task, champion=first, latest=appended, next_version=5)
+    for i in range(3):
+        resumed.score_then_learn(make_batch(rng, 10 + i, 100))

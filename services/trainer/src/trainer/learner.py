@@ -311,7 +311,9 @@ class TaskLearner:
             return "window"
         feasible = [s for s in STRATEGIES if s != "append" or fits]
         stale = min(feasible, key=lambda s: self._last_tried.get(s, -1))
-        if stale not in self._gains or self.updates - self._last_tried[stale] >= _EXPLORE_EVERY:
+        # After a resume the gains of the registry's challenger exist but no try does.
+        last = self._last_tried.get(stale, -_EXPLORE_EVERY)
+        if stale not in self._gains or self.updates - last >= _EXPLORE_EVERY:
             return stale
         return max(feasible, key=lambda s: self._gains.get(s, -math.inf))
 

@@ -210,7 +210,13 @@ class TrainerService:
                 self._producers[tp] = producer
             # The previous owner's last committed versions are visible now.
             await self.registry.catch_up()
-            log.info("partitions assigned", extra={"partitions": [tp.partition for tp in assigned]})
+            log.info(
+                "partitions assigned",
+                extra={
+                    "partitions": sorted(tp.partition for tp in assigned),
+                    "owned": sorted(tp.partition for tp in self._producers),
+                },
+            )
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
