@@ -90,8 +90,24 @@ async def test_send_resolved_off_suppresses_the_resolve_but_clears_the_log() -> 
     assert len(h.delivered("team")) == 1
     final = [a for a in h.journal.attempts if a.final]
     assert [a.outcome for a in final] == [AttemptOutcome.DELIVERED, AttemptOutcome.SUPPRESSED]
-    entry = next(iter(h.journal.state.nflog.values()))
-    assert entry.firing == frozenset()
+    # The group is gone and its receiver knows of nothing firing: the log is cleared.
+    assert h.journal.state.nflog == {}
+
+
+async def test_a_new_firing_episode_after_the_log_was_cleared_gets_a_new_key() -> None:
+    h = build_harness(simple_config())
+    first = make_alert(clock=h.clock)
+    await h.accept(first)
+    await run_for(h, 30)
+    await h.accept(first.model_copy(update={"state": AlertState.RESOLVED}))
+    await run_for(h, 300, step=10)
+    assert h.journal.state.nflog == {}  # group gone, nothing firing: entry tombstoned
+    again = first.model_copy(update={"starts_at": h.clock.now()})
+    await h.accept(again)
+    await run_for(h, 30)
+    keys = [s.idempotency_key for s in h.delivered("team")]
+    assert len(keys) == 3
+    assert len(set(keys)) == 3
 
 
 async def test_alert_resolved_within_group_wait_is_never_sent() -> None:

@@ -33,7 +33,7 @@ LOOPBACK = TargetGuard([ipaddress.ip_network("127.0.0.0/8")])
 
 
 def intent_for(*alerts: Alert) -> NotificationIntent:
-    firing = frozenset(a.fingerprint for a in alerts if a.state is AlertState.FIRING)
+    firing = {a.fingerprint: a.starts_at for a in alerts if a.state is AlertState.FIRING}
     resolved = frozenset(a.fingerprint for a in alerts if a.state is AlertState.RESOLVED)
     return NotificationIntent(
         idempotency_key=idempotency_key("r", "0:{}", 1, firing, resolved),
@@ -43,7 +43,7 @@ def intent_for(*alerts: Alert) -> NotificationIntent:
         sequence=1,
         group_labels={"task": "daisy"},
         alerts=list(alerts),
-        firing=firing,
+        firing=frozenset(firing),
         resolved=resolved,
     )
 

@@ -128,8 +128,8 @@ class Engine:
             await self._journal.save_intent(flush.intent)
             await self._deliverer.deliver(flush.intent)
         async with self._state_lock:
-            forgotten = self.dispatcher.settle(flush, self._clock.now())
-            await self._journal.forget_alerts(forgotten)
+            alerts, log_entries = self.dispatcher.settle(flush, self._clock.now())
+            await self._journal.forget(alerts, log_entries)
         self._update_gauges()
         self._wake.set()
 

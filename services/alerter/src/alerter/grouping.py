@@ -157,7 +157,11 @@ class Dispatcher:
         ]
         intent = NotificationIntent(
             idempotency_key=idempotency_key(
-                route.receiver, group.group_key, sequence, firing, resolved
+                route.receiver,
+                group.group_key,
+                sequence,
+                {a.fingerprint: a.starts_at for a in visible if a.fingerprint in firing},
+                resolved,
             ),
             receiver=route.receiver,
             group_key=group.group_key,
@@ -179,9 +183,10 @@ class Dispatcher:
             group.busy = True
         return Flush(intent.group_key, {a.fingerprint: a for a in intent.alerts}, intent)
 
-    def settle(self, flush: Flush, now: datetime) -> list[str]:
-        """Finish ``flush`` (its intent delivered or dead-lettered); return the
-        fingerprints of resolved alerts no group holds any more (to forget)."""
+    def settle(self, flush: Flush, now: datetime) -> tuple[list[str], list[str]]:
+        """Finish ``flush`` (its intent delivered or dead-lettered). Return what can be
+        forgotten: resolved alerts no group holds any more, and the notification-log
+        keys of groups that are gone with nothing left firing at their receiver."""
         if flush.intent is not None:
             entry = flush.intent.log_entry(now)
             self.nflog[entry.key()] = entry
@@ -193,6 +198,12 @@ class Dispatcher:
                     del group.alerts[fp]
             if not group.alerts:
                 del self.groups[flush.group_key]
+        stale_log: list[str] = []
+        if flush.group_key not in self.groups:
+            for key, entry in list(self.nflog.items()):
+                if entry.group_key == flush.group_key and not entry.firing:
+                    del self.nflog[key]
+                    stale_log.append(key)
         held = {fp for g in self.groups.values() for fp in g.alerts}
         forgotten = [
             fp
@@ -201,4 +212,4 @@ class Dispatcher:
         ]
         for fp in forgotten:
             del self.alerts[fp]
-        return forgotten
+        return forgotten, stale_log

@@ -83,7 +83,7 @@ class Journal(Protocol):
         dead_letter: NotificationDeadLetter | None,
     ) -> None: ...
 
-    async def forget_alerts(self, fingerprints: list[str]) -> None: ...
+    async def forget(self, fingerprints: list[str], nflog_keys: list[str]) -> None: ...
 
     async def save_silence(self, silence: Silence) -> None: ...
 
@@ -129,9 +129,11 @@ class MemoryJournal:
         if dead_letter is not None:
             self.dead_letters.append(dead_letter)
 
-    async def forget_alerts(self, fingerprints: list[str]) -> None:
+    async def forget(self, fingerprints: list[str], nflog_keys: list[str]) -> None:
         for fp in fingerprints:
             self.state.alerts.pop(fp, None)
+        for key in nflog_keys:
+            self.state.nflog.pop(key, None)
 
     async def save_silence(self, silence: Silence) -> None:
         self.state.silences[silence.id] = silence
@@ -248,10 +250,11 @@ class KafkaJournal:
             )
         await self._write(records)
 
-    async def forget_alerts(self, fingerprints: list[str]) -> None:
-        if fingerprints:
-            topic = self._state_topic
-            tombstones: list[Record] = [(topic, f"alert/{fp}", None, None) for fp in fingerprints]
+    async def forget(self, fingerprints: list[str], nflog_keys: list[str]) -> None:
+        topic = self._state_topic
+        tombstones: list[Record] = [(topic, f"alert/{fp}", None, None) for fp in fingerprints]
+        tombstones += [(topic, key, None, None) for key in nflog_keys]
+        if tombstones:
             await self._write(tombstones)
 
     async def save_silence(self, silence: Silence) -> None:

@@ -64,18 +64,24 @@ def nflog_key(receiver: str, group_key: str) -> str:
 
 
 def idempotency_key(
-    receiver: str, group_key: str, sequence: int, firing: frozenset[str], resolved: frozenset[str]
+    receiver: str,
+    group_key: str,
+    sequence: int,
+    firing: dict[str, datetime],
+    resolved: frozenset[str],
 ) -> str:
     """Deterministic key of one notification: receiver + group + sequence + alert states.
 
-    The same decision re-derived after a restart gives the same key, so receivers (and
-    PagerDuty's dedup_key) can recognise a resend.
+    ``firing`` maps each firing fingerprint to its ``starts_at``: a new firing episode of
+    the same alert gets a new key even after the group's notification log was cleared.
+    The key is stored with the intent before anything is sent, so every resend of one
+    notification (after a crash or a retry) carries the same key.
     """
     parts = [
         receiver,
         group_key,
         str(sequence),
-        ",".join(sorted(firing)),
+        ",".join(f"{fp}@{firing[fp].isoformat()}" for fp in sorted(firing)),
         ",".join(sorted(resolved)),
     ]
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()[:32]
