@@ -113,3 +113,10 @@ async def test_invalid_webhook_payload_names_the_field(
     assert response.status_code == 422
     assert response.json()["field"].startswith("alerts.0")
     assert published == []
+
+
+async def test_metrics_are_exposed(api: tuple[httpx.AsyncClient, list[Alert]]) -> None:
+    client, _ = api
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert "flywheel_alerter_alerts" in response.text

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
-from prometheus_client import Counter, make_asgi_app
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerter.engine import Engine
@@ -87,7 +87,10 @@ def create_app(
     now: Callable[[], datetime],
 ) -> FastAPI:
     app = FastAPI(title="Flywheel alerter", docs_url=None, redoc_url=None, openapi_url=None)
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def authenticated(
         authorization: Annotated[str | None, Header()] = None,
