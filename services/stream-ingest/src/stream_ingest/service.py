@@ -72,6 +72,8 @@ class StreamIngest:
         )
         self._states: dict[int, PartitionState] = {}
         self._lock = asyncio.Lock()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._owned: set[int] = set()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
@@ -158,6 +160,7 @@ class StreamIngest:
                     self.metrics.consumer_lag.labels(str(tp.partition)).set(
                         max(0, highwater - records[-1].offset - 1)
                     )
+            self._reap()
             await self.flush(due_only=True)
 
     def _poll_wait(self) -> float:
@@ -167,22 +170,40 @@ class StreamIngest:
         return min(MAX_POLL_WAIT_S, max(0.0, min(deadlines) - time.monotonic()))
 
     async def flush(self, *, due_only: bool) -> None:
-        """Commit every partition that is due (or, at shutdown, everything pending)."""
+        """Start a commit for every partition that is due (at shutdown: everything, awaited).
+
+        Commits run in the background so polling and validating go on while a
+        transaction is in flight; a partition has at most one commit in flight, which
+        keeps its offsets in order.
+        """
         async with self._lock:
             now = time.monotonic()
-            states = [
-                s for s in self._states.values() if s.pending and (not due_only or s.due(now))
-            ]
-            if states:
-                await asyncio.gather(*(self._commit(state) for state in states))
+            for partition, state in self._states.items():
+                if partition in self._inflight or not state.pending:
+                    continue
+                if due_only and not state.due(now):
+                    continue
+                flush = state.drain(self.settings.ingest_max_batch_bytes)
+                self._inflight[partition] = asyncio.create_task(
+                    self._commit(flush), name=f"flush:{partition}"
+                )
             self._update_depth()
+        if not due_only:
+            while self._inflight:
+                await asyncio.gather(*self._inflight.values())
+                await self.flush(due_only=False)
 
-    async def _commit(self, state: PartitionState) -> None:
-        flush = state.drain(self.settings.ingest_max_batch_bytes)
+    def _reap(self) -> None:
+        """Re-raise a fatal error (a fenced producer) from a finished background commit."""
+        for task in [t for t in self._inflight.values() if t.done()]:
+            task.result()
+
+    async def _commit(self, flush: Flush) -> None:
         started = time.monotonic()
         try:
             await self._writer.commit(flush)
         except ProducerFenced:
+            # Left in _inflight on purpose: run() re-raises it and the process exits.
             log.error(
                 "fenced: another replica owns this partition now",
                 extra={"partition": flush.partition},
@@ -195,8 +216,9 @@ class StreamIngest:
                 extra={"partition": flush.partition},
             )
             await self._recover(flush.partition)
-            return
-        self._record(flush, time.monotonic() - started)
+        else:
+            self._record(flush, time.monotonic() - started)
+        self._inflight.pop(flush.partition, None)
 
     def _record(self, flush: Flush, seconds: float) -> None:
         m = self.metrics
@@ -223,16 +245,29 @@ class StreamIngest:
         """Own ``partitions``: fence their previous owner, restore dedup, seek to committed."""
         async with self._lock:
             for partition in partitions:
+                self._owned.add(partition)
                 await self._writer.open(partition)
                 await self._recover(partition)
             log.info("partitions assigned: %s", partitions)
 
     async def _recover(self, partition: int) -> None:
+        """Forget what ``partition`` holds and start again from its committed offset."""
         consumer, restorer = self._consumer, self._restorer
         if consumer is None or restorer is None:
             raise RuntimeError("start() first")
+        # No state while restoring: records polled meanwhile are skipped, then re-read
+        # after the seek below, so none is counted against a half-built window.
+        self._states.pop(partition, None)
+        if partition not in self._owned:
+            return  # revoked meanwhile; the new owner replays it
         tp = TopicPartition(self._config.topic(DEDUP_CHANGELOG), partition)
         window = await restore_window(restorer, tp, self.settings.ingest_dedup_window)
+        source = TopicPartition(self._source_topic, partition)
+        committed = await consumer.committed(source)
+        if committed is None:
+            await consumer.seek_to_beginning(source)
+        else:
+            consumer.seek(source, committed)
         self._states[partition] = PartitionState(
             self._source_topic,
             partition,
@@ -240,26 +275,24 @@ class StreamIngest:
             window,
             dlq_max_age_s=self.settings.ingest_dlq_max_age_s,
         )
-        source = TopicPartition(self._source_topic, partition)
-        committed = await consumer.committed(source)
-        if committed is None:
-            await consumer.seek_to_beginning(source)
-        else:
-            consumer.seek(source, committed)
 
     async def release(self, partitions: list[int]) -> None:
         """Give ``partitions`` up after committing what they hold (best effort)."""
         async with self._lock:
             for partition in partitions:
+                self._owned.discard(partition)
+                inflight = self._inflight.pop(partition, None)
                 state = self._states.pop(partition, None)
-                if state is not None and state.pending:
-                    try:
+                try:
+                    if inflight is not None:
+                        await inflight
+                    if state is not None and state.pending:
                         await self._writer.commit(state.drain(self.settings.ingest_max_batch_bytes))
-                    except KafkaError:
-                        # Not committed, so the next owner replays it from the offset.
-                        log.exception(
-                            "could not flush a revoked partition", extra={"partition": partition}
-                        )
+                except KafkaError:
+                    # Not committed, so the next owner replays it from the committed offset.
+                    log.exception(
+                        "could not flush a revoked partition", extra={"partition": partition}
+                    )
                 await self._writer.close(partition)
             log.info("partitions revoked: %s", partitions)
 
