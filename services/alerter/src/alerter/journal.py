@@ -139,6 +139,14 @@ class MemoryJournal:
         self.state.silences[silence.id] = silence
 
 
+@dataclass
+class _PendingWrite:
+    records: list[Record]
+    offsets: dict[TopicPartition, int]
+    group_id: str | None
+    done: asyncio.Future[None]
+
+
 class KafkaJournal:
     def __init__(self, config: KafkaConfig, transactional_id: str) -> None:
         self._config = config
@@ -146,6 +154,8 @@ class KafkaJournal:
         self._producer: AIOKafkaProducer | None = None
         # aiokafka runs one transaction at a time per producer.
         self._lock = asyncio.Lock()
+        self._pending: list[_PendingWrite] = []
+        self._committer: asyncio.Task[None] | None = None
         self._state_topic = config.topic(ALERTS_STATE)
         self._audit_topic = config.topic(ALERTS_NOTIFICATIONS)
         self._dlq_topic = config.topic(ALERTS_DLQ)
@@ -181,6 +191,9 @@ class KafkaJournal:
         self._producer = producer
 
     async def stop(self) -> None:
+        if self._committer is not None and not self._committer.done():
+            # Let a transaction in flight finish: its callers were promised durability.
+            await asyncio.wait([self._committer], timeout=10)
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -196,14 +209,49 @@ class KafkaJournal:
         offsets: dict[TopicPartition, int] | None = None,
         group_id: str | None = None,
     ) -> None:
+        """Make ``records`` (and ``offsets``) durable atomically; return once committed.
+
+        Group commit: writes that arrive while a transaction is in flight are committed
+        together in the next one. Each caller's records still land all-or-nothing (a
+        transaction holding several callers' writes is a superset of each), and a
+        caller returns only after the transaction holding its writes committed.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingWrite(records, offsets or {}, group_id, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._commit_pending(), name="journal")
+        await asyncio.shield(future)
+
+    async def _commit_pending(self) -> None:
         producer = self._require()
-        async with self._lock, producer.transaction():
-            for topic, key, value, headers in records:
-                await producer.send(topic, value=value, key=key.encode(), headers=headers)
-            if offsets and group_id:
-                await producer.send_offsets_to_transaction(
-                    {tp: off + 1 for tp, off in offsets.items()}, group_id
-                )
+        async with self._lock:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                offsets: dict[str, dict[TopicPartition, int]] = {}
+                for write in batch:
+                    if write.group_id and write.offsets:
+                        merged = offsets.setdefault(write.group_id, {})
+                        for tp, offset in write.offsets.items():
+                            merged[tp] = max(merged.get(tp, -1), offset)
+                try:
+                    async with producer.transaction():
+                        for write in batch:
+                            for topic, key, value, headers in write.records:
+                                await producer.send(
+                                    topic, value=value, key=key.encode(), headers=headers
+                                )
+                        for group_id, group_offsets in offsets.items():
+                            await producer.send_offsets_to_transaction(
+                                {tp: off + 1 for tp, off in group_offsets.items()}, group_id
+                            )
+                except Exception as exc:
+                    for write in batch:
+                        if not write.done.done():
+                            write.done.set_exception(exc)
+                    continue
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_result(None)
 
     async def save_alerts(
         self,
