@@ -1,0 +1,64 @@
+"""Service pieces that need no broker: batch merging, settings, exported metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from trainer.config import Settings
+from trainer.metrics import TrainerMetrics
+from trainer.service import merge_batches
+
+from .streams import make_batch
+
+
+def test_merge_keeps_order_and_the_oldest_event_time() -> None:
+    rng = np.random.default_rng(0)
+    first, second = make_batch(rng, 0, 3), make_batch(rng, 1, 2)
+    first = first.model_copy(update={"oldest_event_at": datetime(2026, 1, 2, tzinfo=UTC)})
+    second = second.model_copy(update={"oldest_event_at": datetime(2026, 1, 1, tzinfo=UTC)})
+    merged = merge_batches([first, second])
+    assert merged.event_ids == first.event_ids + second.event_ids
+    assert merged.labels == first.labels + second.labels
+    assert merged.columns["a"] == first.columns["a"] + second.columns["a"]
+    assert merged.oldest_event_at == datetime(2026, 1, 1, tzinfo=UTC)
+    assert len(merged.rows()) == 5
+    assert merge_batches([first]) is first
+
+
+def test_merge_fills_a_column_missing_from_one_batch_with_none() -> None:
+    rng = np.random.default_rng(1)
+    first, second = make_batch(rng, 0, 2), make_batch(rng, 1, 2)
+    del second.columns["agent"]
+    merged = merge_batches([first, second])
+    assert merged.columns["agent"][2:] == [None, None]
+
+
+def test_settings_refuse_unsafe_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_TRAINER_PROMOTION_TOLERANCE", "0.9")
+    with pytest.raises(ValidationError, match="trainer_promotion_tolerance"):
+        Settings()
+    monkeypatch.setenv("FLYWHEEL_TRAINER_PROMOTION_TOLERANCE", "0.01")
+    monkeypatch.setenv("FLYWHEEL_TRAINER_GROUP_ID", "bad group!")
+    with pytest.raises(ValidationError, match="trainer_group_id"):
+        Settings()
+    monkeypatch.delenv("FLYWHEEL_TRAINER_GROUP_ID")
+    settings = Settings()
+    assert settings.trainer_port == 19102 and settings.trainer_promotion_tolerance == 0.01
+
+
+def test_live_metrics_follow_the_champion_version() -> None:
+    metrics = TrainerMetrics()
+    metrics.live("t", 1, {"accuracy": 0.9, "n": 10.0})
+    metrics.live("t", 2, {"accuracy": 0.95})
+    value = metrics.registry.get_sample_value
+    labels = {"task": "t", "metric": "accuracy"}
+    assert value("flywheel_trainer_prequential", {**labels, "version": "2"}) == 0.95
+    # The old version's series is gone, so dashboards never show two champions at once.
+    assert value("flywheel_trainer_prequential", {**labels, "version": "1"}) is None
+    assert (
+        value("flywheel_trainer_prequential", {"task": "t", "metric": "n", "version": "2"}) is None
+    )
