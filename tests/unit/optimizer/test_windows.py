@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -88,3 +89,28 @@ def test_maxima_and_latency_sketches_per_window() -> None:
     assert recent.maxima == {"rss": 3.0}
     assert recent.sketches["latency"].count == 1
     assert series.totals(3600.0, 100.0).maxima == {"rss": 5.0}
+
+
+def test_running_totals_equal_a_rescan_with_late_and_early_events() -> None:
+    rng = random.Random(21)
+    series = RollingSeries(slot_s=5.0)
+    seen: list[tuple[float, float]] = []  # (event time, latency) as recorded
+    now = 50_000.0
+    for _ in range(6_000):
+        now += rng.expovariate(2.0)
+        # Mostly current, some late by up to 20 min, a few from beyond the horizon.
+        t = now - (rng.expovariate(1 / 1200) if rng.random() < 0.2 else rng.random())
+        latency = rng.lognormvariate(1, 1)
+        if series.add(t, now, sums={"n": 1}, latencies={"latency": latency}):
+            seen.append((t, latency))
+        if rng.random() < 0.01:
+            series.prune(now)
+    for length in WINDOWS.values():
+        first = math.ceil((now - length) / 5.0) * 5.0
+        expected = sorted(v for t, v in seen if t >= first)
+        totals = series.totals(length, now)
+        assert totals.sums["n"] == len(expected)
+        sketch = totals.sketches["latency"]
+        assert sketch.count == len(expected)
+        estimate = sketch.quantile(0.9)
+        assert estimate == pytest.approx(expected[int(0.9 * (len(expected) - 1))], rel=0.0101)

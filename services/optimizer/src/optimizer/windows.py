@@ -52,6 +52,13 @@ class LatencySketch:
         self._buckets.update(other._buckets)
         self.count += other.count
 
+    def subtract(self, other: LatencySketch) -> None:
+        """Remove ``other``'s values (which must have been merged in before)."""
+        self._buckets.subtract(other._buckets)
+        for index in [i for i, n in self._buckets.items() if n <= 0]:
+            del self._buckets[index]
+        self.count -= other.count
+
     def quantile(self, q: float) -> float | None:
         """The ``q``-quantile (0..1), or None when the sketch is empty."""
         if not 0 <= q <= 1:
@@ -96,8 +103,26 @@ class WindowTotals:
         return self.sums[numerator] / total if total > 0 else None
 
 
+@dataclass
+class _Running:
+    """One window's running totals: every slot from ``first`` on, added as it arrives."""
+
+    first: int | None = None
+    sums: Counter[str] = field(default_factory=Counter)
+    sketches: dict[str, LatencySketch] = field(default_factory=dict)
+
+
 class RollingSeries:
-    """One series (a task, a task version, a service instance) in time slots."""
+    """One series (a task, a task version, a service instance) in time slots.
+
+    Sums and latency sketches of each standard window are kept as running totals:
+    an observation is added to every window it falls in, and a slot is subtracted
+    once it slides out, so reading a window costs nothing per slot. (Merging up to 720
+    slot sketches per window at every evaluation was the first design; the benchmark
+    in bench/optimizer_windows.py showed it dominating the optimizer's CPU.) Maxima and
+    counter increases cannot be subtracted and are read by scanning the slots; only
+    heartbeat and lag series, at one observation per few seconds, carry them.
+    """
 
     def __init__(
         self, *, slot_s: float = 5.0, horizon_s: float = 3600.0, relative_accuracy: float = 0.01
@@ -108,17 +133,33 @@ class RollingSeries:
         self.horizon_s = horizon_s
         self._relative_accuracy = relative_accuracy
         self._slots: dict[int, Slot] = {}
+        # Slots holding maxima or counters: the only ones a window read has to scan.
+        self._extreme_slots: set[int] = set()
+        self._running = {length: _Running() for length in WINDOWS.values() if length <= horizon_s}
         self.last_seen: float | None = None
 
-    def _slot(self, t: float, now: float) -> Slot | None:
-        if t < now - self.horizon_s:
-            return None  # older than the longest window: it can never be reported
-        index = math.floor(t / self.slot_s)
-        slot = self._slots.get(index)
-        if slot is None:
-            slot = self._slots[index] = Slot()
-        self.last_seen = t if self.last_seen is None else max(self.last_seen, t)
-        return slot
+    def _first(self, window_s: float, now: float) -> int:
+        return math.ceil((now - window_s) / self.slot_s)
+
+    def _indices(self, start: int, stop: int) -> list[int]:
+        """Slot indices in [start, stop), in whichever way is cheaper to find them."""
+        if stop - start <= len(self._slots):
+            return [i for i in range(start, stop) if i in self._slots]
+        return [i for i in self._slots if start <= i < stop]
+
+    def _advance(self, now: float) -> None:
+        """Subtract the slots that slid out of each window by ``now``."""
+        for length, running in self._running.items():
+            first = self._first(length, now)
+            if running.first is None or first <= running.first:
+                running.first = first if running.first is None else running.first
+                continue
+            for index in self._indices(running.first, first):
+                slot = self._slots[index]
+                running.sums.subtract(slot.sums)
+                for name, sketch in slot.sketches.items():
+                    running.sketches[name].subtract(sketch)
+            running.first = first
 
     def add(
         self,
@@ -131,48 +172,66 @@ class RollingSeries:
         latencies: dict[str, float] | None = None,
     ) -> bool:
         """Record an observation at event time ``t``; False if it is too old to matter."""
-        slot = self._slot(min(t, now), now)
+        t = min(t, now)
+        if t < now - self.horizon_s:
+            return False  # older than the longest window: it can never be reported
+        # Slide first, so a late observation in an already-evicted slot is never
+        # subtracted from a window it was not added to.
+        self._advance(now)
+        index = math.floor(t / self.slot_s)
+        slot = self._slots.get(index)
         if slot is None:
-            return False
-        if sums:
-            slot.sums.update(sums)
+            slot = self._slots[index] = Slot()
+        self.last_seen = t if self.last_seen is None else max(self.last_seen, t)
+        targets: list[Slot | _Running] = [slot]
+        targets += [r for r in self._running.values() if r.first is not None and index >= r.first]
+        for target in targets:
+            if sums:
+                target.sums.update(sums)
+            for name, value in (latencies or {}).items():
+                sketch = target.sketches.get(name)
+                if sketch is None:
+                    sketch = target.sketches[name] = LatencySketch(self._relative_accuracy)
+                sketch.add(value)
         for name, value in (maxima or {}).items():
             slot.maxima[name] = max(value, slot.maxima.get(name, value))
         for name, value in (counters or {}).items():
             slot.latest[name] = value
-        for name, value in (latencies or {}).items():
-            sketch = slot.sketches.get(name)
-            if sketch is None:
-                sketch = slot.sketches[name] = LatencySketch(self._relative_accuracy)
-            sketch.add(value)
+        if maxima or counters:
+            self._extreme_slots.add(index)
         return True
 
     def prune(self, now: float) -> None:
+        self._advance(now)
         oldest = math.floor((now - self.horizon_s) / self.slot_s)
-        for index in [i for i in self._slots if i < oldest]:
+        for index in self._indices(min(self._slots, default=oldest), oldest):
             del self._slots[index]
+            self._extreme_slots.discard(index)
 
     def __len__(self) -> int:
         return len(self._slots)
 
     def totals(self, window_s: float, now: float) -> WindowTotals:
-        """Merge the slots that start within ``window_s`` before ``now``."""
-        first = math.ceil((now - window_s) / self.slot_s)
-        sums: Counter[str] = Counter()
+        """The slots that start within ``window_s`` before ``now``, merged."""
+        self._advance(now)
+        first = self._first(window_s, now)
+        running = self._running.get(window_s)
+        if running is not None:
+            sums = +running.sums  # unary plus drops the zero entries subtraction leaves
+            sketches = {k: v for k, v in running.sketches.items() if v.count > 0}
+        else:
+            sums, sketches = Counter(), {}
+            for index in (i for i in self._slots if i >= first):
+                sums.update(self._slots[index].sums)
+                for name, sketch in self._slots[index].sketches.items():
+                    sketches.setdefault(name, LatencySketch(self._relative_accuracy)).merge(sketch)
         maxima: dict[str, float] = {}
-        sketches: dict[str, LatencySketch] = {}
         first_latest: dict[str, float] = {}
         last_latest: dict[str, float] = {}
-        for index in sorted(i for i in self._slots if i >= first):
+        for index in sorted(i for i in self._extreme_slots if i >= first):
             slot = self._slots[index]
-            sums.update(slot.sums)
             for name, value in slot.maxima.items():
                 maxima[name] = max(value, maxima.get(name, value))
-            for name, sketch in slot.sketches.items():
-                merged = sketches.get(name)
-                if merged is None:
-                    merged = sketches[name] = LatencySketch(self._relative_accuracy)
-                merged.merge(sketch)
             for name, value in slot.latest.items():
                 first_latest.setdefault(name, value)
                 last_latest[name] = value
