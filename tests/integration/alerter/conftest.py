@@ -22,6 +22,7 @@ import orjson
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 from alerter.config import Settings
 from alerter.routing import parse_config
@@ -89,7 +90,7 @@ async def running(
         topic_prefix=kafka_namespace.topic_prefix,
         alerter_http_port=port,
         alerter_consumer_group=group_id,
-        alerter_api_key=API_KEY,
+        alerter_api_key=SecretStr(API_KEY),
         alerter_shutdown_grace_s=1.0,
     )
     service = AlerterService(settings, parse_config(alerter_config(receiver_server, mailbox)))
@@ -153,7 +154,8 @@ class ReceiverServer:
         self.requests.append(Received(path, headers, body))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        status, extra = (202 if path.startswith("/pd") else 200), {}
+        status = 202 if path.startswith("/pd") else 200
+        extra: dict[str, str] = {}
         marker = self.poison.get(path)
         if marker and marker[0] in body:
             status = marker[1]

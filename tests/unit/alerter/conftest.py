@@ -59,9 +59,10 @@ class ScriptedReceiver:
     sent_at: list[Any] = field(default_factory=list)
     clock: VirtualClock | None = None
 
-    @property
-    def rate_key(self) -> str:
-        return f"fake:{self.name}"
+    rate_key: str = ""
+
+    def __post_init__(self) -> None:
+        self.rate_key = f"fake:{self.name}"
 
     async def send(self, intent: NotificationIntent) -> int:
         self.sent.append(intent)
@@ -105,7 +106,7 @@ def build_harness(
         receiver.clock = clock
     journal = journal or MemoryJournal()
     dispatcher = Dispatcher(config.routing_tree(), SilenceStore(), Inhibitor(config.inhibit_rules))
-    typed: dict[str, Receiver] = dict(receivers)
+    typed: dict[str, Receiver] = {name: r for name, r in receivers.items()}
     deliverer = Deliverer(typed, journal, clock, rng=random.Random(7))
     return Harness(clock, journal, Engine(dispatcher, deliverer, journal, clock), receivers)
 

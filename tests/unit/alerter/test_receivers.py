@@ -9,6 +9,7 @@ import json
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from alerter.receivers.base import (
     PermanentDeliveryError,
@@ -67,7 +68,7 @@ HOSTILE = make_alert(task="<!channel> & <https://evil|click>", instance="<b>x</b
 async def test_slack_blocks_escape_label_text() -> None:
     recorder = Recorder()
     config = SlackReceiverConfig(
-        name="s", type="slack", webhook_url="http://127.0.0.1:9/services/T0/B0/XXXX"
+        name="s", type="slack", webhook_url=SecretStr("http://127.0.0.1:9/services/T0/B0/XXXX")
     )
     async with recorder.client() as client:
         status = await SlackReceiver(config, client, LOOPBACK).send(intent_for(HOSTILE))
@@ -84,7 +85,10 @@ async def test_slack_blocks_escape_label_text() -> None:
 async def test_pagerduty_trigger_and_resolve_share_a_deterministic_dedup_key() -> None:
     recorder = Recorder(httpx.Response(202))
     config = PagerDutyReceiverConfig(
-        name="pd", type="pagerduty", routing_key="R0UTINGKEY", url="http://127.0.0.1:9/v2/enqueue"
+        name="pd",
+        type="pagerduty",
+        routing_key=SecretStr("R0UTINGKEY"),
+        url="http://127.0.0.1:9/v2/enqueue",
     )
     firing = make_alert(severity=AlertSeverity.CRITICAL)
     resolved = firing.model_copy(update={"state": AlertState.RESOLVED})
@@ -109,7 +113,7 @@ async def test_webhook_is_signed_with_hmac_sha256_and_carries_the_idempotency_ke
     recorder = Recorder()
     secret = "s3cret-s3cret-s3cret"
     config = WebhookReceiverConfig(
-        name="w", type="webhook", url="http://127.0.0.1:9/hook", hmac_secret=secret
+        name="w", type="webhook", url="http://127.0.0.1:9/hook", hmac_secret=SecretStr(secret)
     )
     intent = intent_for(make_alert())
     async with recorder.client() as client:
@@ -141,7 +145,7 @@ async def test_http_answers_are_classified(
 ) -> None:
     recorder = Recorder(response)
     config = WebhookReceiverConfig(
-        name="w", type="webhook", url="http://127.0.0.1:9/hook", hmac_secret="x" * 16
+        name="w", type="webhook", url="http://127.0.0.1:9/hook", hmac_secret=SecretStr("x" * 16)
     )
     async with recorder.client() as client:
         with pytest.raises(error) as caught:
@@ -179,7 +183,7 @@ async def test_slack_url_never_leaks_into_errors() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"cannot connect to {request.url}")
 
-    config = SlackReceiverConfig(name="s", type="slack", webhook_url=url)
+    config = SlackReceiverConfig(name="s", type="slack", webhook_url=SecretStr(url))
     async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
         with pytest.raises(RetryableDeliveryError) as caught:
             await SlackReceiver(config, client, LOOPBACK).send(intent_for(make_alert()))
