@@ -15,6 +15,7 @@ from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import make_asgi_app
+from pydantic import ValidationError
 
 from flywheel.tasks import TASK_NAME_PATTERN
 from predictor.auth import AuthError
@@ -44,6 +45,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         503: "Online features were asked for while Redis is down",
     }.items()
 }
+
+
+_REQUEST_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+}
+
+
+def _parse(raw: bytes) -> PredictRequest:
+    try:
+        return PredictRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "<body>"
+        raise Refused(422, f"{field}: {first['msg']}", field, "invalid_field") from exc
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -117,16 +133,19 @@ def create_app(predictor: Predictor) -> FastAPI:
         response_model=Prediction | PredictionRows,
         responses=_ERRORS,
         summary="Score one row (features) or many (rows)",
+        openapi_extra={"requestBody": _REQUEST_BODY},
     )
     async def predict(
         task: TaskPath,
-        body: PredictRequest,
         request: Request,
         explain: Annotated[bool, Query(description="Add SHAP contributions")] = False,
     ) -> Response:
         started = time.perf_counter()
         status = 500
         try:
+            # Parsed here rather than by FastAPI's body machinery: same model, same
+            # errors, a fraction of the per-request cost on the hot path.
+            body = _parse(await request.body())
             model = predictor.model_for(task, _api_key(request))
             explain = explain or body.explain
             if body.features is not None:

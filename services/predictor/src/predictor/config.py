@@ -19,11 +19,14 @@ class Settings(ServiceSettings):
     # Optional: a JSON file of hashed, task-scoped API keys (docs/predictor.md). Unset = open.
     predictor_api_keys_file: Path | None = None
     # Redis calls on the hot path fail fast: a slow cache must never slow a prediction.
-    predictor_redis_timeout_ms: float = Field(default=50.0, gt=0, le=5_000)
+    predictor_redis_timeout_ms: float = Field(default=100.0, gt=0, le=5_000)
     # After a Redis error the hot path skips Redis this long while a probe checks it.
     predictor_redis_retry_s: float = Field(default=0.5, gt=0, le=60)
     # Prediction cache TTL; 0 turns the cache off.
     predictor_cache_ttl_s: int = Field(default=60, ge=0, le=86_400)
+    # Only predictions that cost more than this to compute (or explain=true) use the
+    # cache: for a small model a Redis round trip is slower than scoring. 0 = always.
+    predictor_cache_min_row_cost_us: float = Field(default=100.0, ge=0, le=1_000_000)
     predictor_max_rows: int = Field(default=10_000, ge=1, le=100_000)
     # predictions.log is sent from a bounded queue; overflow is counted, never blocks.
     predictor_log_queue_size: int = Field(default=50_000, ge=100, le=10_000_000)

@@ -11,6 +11,8 @@ the encoding the trainer used, and features are checked with the same
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,9 @@ class ServingModel:
     columns: tuple[str, ...]
     kinds: tuple[FeatureType, ...]
     category_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Measured at warm-up: what scoring one row costs, so callers can tell whether a
+    # remote cache lookup would save time or cost it.
+    row_cost_us: float = 0.0
 
     @property
     def task(self) -> str:
@@ -117,6 +122,12 @@ class ServingModel:
         row = np.full((1, len(self.columns)), np.nan)
         self._scores(row)
         self.booster.predict(row, pred_contrib=True)
+        timings = []
+        for _ in range(7):
+            started = time.perf_counter()
+            self._scores(row)
+            timings.append(time.perf_counter() - started)
+        self.row_cost_us = statistics.median(timings) * 1e6
 
     def check(self, features: dict[str, Any], prefix: str = "features") -> None:
         """Raise :class:`EventValidationError` naming the first feature that is wrong."""

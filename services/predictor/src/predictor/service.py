@@ -99,6 +99,7 @@ class PredictorService:
             metrics=self.metrics,
             keys=keys,
             max_rows=s.predictor_max_rows,
+            cache_min_row_cost_us=s.predictor_cache_min_row_cost_us,
         )
         await self._start_http(predictor)
         await wait_for_kafka(self._kafka, timeout_s=s.startup_timeout_s)

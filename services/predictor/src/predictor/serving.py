@@ -48,6 +48,9 @@ class Predictor:
     metrics: PredictorMetrics
     keys: RedisKeys
     max_rows: int
+    # Redis is consulted only for predictions dearer than this (explanations always):
+    # a round trip that costs more than scoring would make every request slower.
+    cache_min_row_cost_us: float = 0.0
     started: bool = False
 
     def model_for(self, task: str, api_key: str | None) -> ServingModel:
@@ -72,7 +75,7 @@ class Predictor:
         self._check(model, features, "features")
         key = None
         result = None
-        if self.cache.enabled:
+        if self.cache.enabled and (explain or model.row_cost_us >= self.cache_min_row_cost_us):
             digest = features_digest(features)
             key = self.keys.prediction(model.task, model.version, explain, digest)
             result = await self.cache.get(key)
