@@ -424,6 +424,10 @@ class LocalStack:
                     timeout = STOP_TIMEOUT_S.get(record.kind, 20.0)
                     stopped = terminate(record.pid, record.start_ticks, timeout_s=timeout)
                     self._reap(record.pid)
+                    if record.kind == "kafka" and stopped.outcome == "terminated":
+                        archive = kafka_local.publish_class_archive(record.argv)
+                        if archive:
+                            self.echo(f"kafka: class-data archive for faster starts: {archive}")
                     remove_pid_file(self.config.pids_dir, name)
                 del state.components[name]
                 state.save(self.config.stack_file)

@@ -106,3 +106,63 @@ def test_moving_the_controller_port_after_formatting_is_refused(config: StackCon
     (config.kafka_dir / "format.json").write_text(json.dumps({"controller_port": 19093}))
     with pytest.raises(ConfigError, match="formatted for controller port 19093"):
         kafka_local.ensure_storage_formatted(config)
+
+
+@pytest.fixture
+def fake_jdk_config(tmp_path: Path) -> StackConfig:
+    java = tmp_path / "jdk/bin/java"
+    java.parent.mkdir(parents=True)
+    java.write_text("")
+    (tmp_path / "cache/lib").mkdir(parents=True)
+    (tmp_path / "cache/lib/kafka_2.13-4.1.1.jar").write_bytes(b"")
+    env = {
+        "FLYWHEEL_STATE_DIR": str(tmp_path / "state"),
+        "FLYWHEEL_KAFKA_LIB_DIR": str(tmp_path / "cache/lib"),
+        "JAVA_HOME": str(tmp_path / "jdk"),
+    }
+    return StackConfig.from_env(env, cwd=tmp_path)
+
+
+def _option(argv: list[str], prefix: str) -> str | None:
+    return next((arg.removeprefix(prefix) for arg in argv if arg.startswith(prefix)), None)
+
+
+def test_the_first_broker_writes_a_class_archive_that_later_brokers_share(
+    fake_jdk_config: StackConfig,
+) -> None:
+    first = kafka_local.broker_argv(fake_jdk_config)
+    partial = _option(first, "-XX:ArchiveClassesAtExit=")
+    assert partial and _option(first, "-XX:SharedArchiveFile=") is None
+    assert Path(partial).parent == fake_jdk_config.kafka_lib_dir.parent
+    Path(partial).write_bytes(b"archive")  # what the JVM does on a clean exit
+
+    archive = kafka_local.publish_class_archive(first)
+    assert archive == kafka_local.class_archive(fake_jdk_config)
+    assert archive.read_bytes() == b"archive" and not Path(partial).exists()
+
+    later = kafka_local.broker_argv(fake_jdk_config)
+    assert _option(later, "-XX:SharedArchiveFile=") == str(archive)
+    assert _option(later, "-XX:ArchiveClassesAtExit=") is None
+    assert later.index(f"-XX:SharedArchiveFile={archive}") < later.index("kafka.Kafka")
+
+
+def test_a_second_archive_is_discarded_and_a_killed_broker_leaves_none(
+    fake_jdk_config: StackConfig,
+) -> None:
+    racing = [kafka_local.broker_argv(fake_jdk_config) for _ in range(2)]
+    for argv in racing:
+        Path(_option(argv, "-XX:ArchiveClassesAtExit=") or "").write_bytes(b"x")
+    assert kafka_local.publish_class_archive(racing[0]) is not None
+    assert kafka_local.publish_class_archive(racing[1]) is None
+    assert sorted(p.name for p in fake_jdk_config.kafka_lib_dir.parent.iterdir()) == [
+        kafka_local.class_archive(fake_jdk_config).name,
+        "lib",
+    ]
+    killed = kafka_local.broker_argv(fake_jdk_config, class_sharing=False)
+    assert kafka_local.publish_class_archive(killed) is None
+
+
+def test_the_archive_name_changes_with_the_jars(fake_jdk_config: StackConfig) -> None:
+    before = kafka_local.class_archive(fake_jdk_config)
+    (fake_jdk_config.kafka_lib_dir / "kafka_2.13-4.2.0.jar").write_bytes(b"")
+    assert kafka_local.class_archive(fake_jdk_config) != before
