@@ -218,3 +218,22 @@ async def test_pending_intent_resumes_with_the_same_idempotency_key() -> None:
     assert journal.state.intents == {}
     await run_for(second, 600, step=30)
     assert len(second.delivered("team")) == 1
+
+
+async def test_silences_are_forgotten_a_week_after_they_end() -> None:
+    h = build_harness(simple_config())
+    await h.engine.put_silence(
+        Silence(
+            id="1" * 32,
+            matchers=['task="daisy"'],
+            starts_at=h.clock.now(),
+            ends_at=h.clock.now().replace(hour=1),
+            created_by="test",
+        )
+    )
+    await h.clock.advance(6 * 86400)
+    assert await h.engine.prune_silences() == []
+    await h.clock.advance(86400 + 7200)
+    assert await h.engine.prune_silences() == ["1" * 32]
+    assert h.journal.state.silences == {}
+    assert h.engine.dispatcher.silences.all() == []

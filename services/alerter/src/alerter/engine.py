@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 
 ACTIVE_ALERTS = Gauge("flywheel_alerter_alerts", "Alerts held by the alerter.")
 GROUPS = Gauge("flywheel_alerter_groups", "Aggregation groups held by the alerter.")
+# Expired silences stay listed this long (for `flywheel alerts silences`), then go.
+SILENCE_RETENTION = timedelta(days=7)
+PRUNE_EVERY = timedelta(hours=1)
+
 IN_FLIGHT = Gauge("flywheel_alerter_notifications_in_flight", "Notifications being delivered.")
 
 
@@ -108,6 +113,17 @@ class Engine:
             self.dispatcher.silences.put(silence)
         self._wake.set()
 
+    async def prune_silences(self) -> list[str]:
+        """Forget silences that ended more than ``SILENCE_RETENTION`` ago."""
+        cutoff = self._clock.now() - SILENCE_RETENTION
+        async with self._state_lock:
+            expired = [s.id for s in self.dispatcher.silences.all() if s.ends_at < cutoff]
+            if expired:
+                await self._journal.delete_silences(expired)
+                for silence_id in expired:
+                    self.dispatcher.silences.remove(silence_id)
+        return expired
+
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=f"notify:{name}")
         self._tasks.add(task)
@@ -143,17 +159,19 @@ class Engine:
         return len(due)
 
     async def run(self) -> None:
+        next_prune = self._clock.now()
         while not self._stopping:
             if self._failure is not None:
                 raise RuntimeError("a notification task failed") from self._failure
             self._wake.clear()
+            if self._clock.now() >= next_prune:
+                await self.prune_silences()
+                next_prune = self._clock.now() + PRUNE_EVERY
             self.flush_due()
             deadline = self.dispatcher.next_deadline()
-            timeout = (
-                None
-                if deadline is None
-                else max(0.0, (deadline - self._clock.now()).total_seconds())
-            )
+            if deadline is None or deadline > next_prune:
+                deadline = next_prune
+            timeout = max(0.0, (deadline - self._clock.now()).total_seconds())
             await self._wait(sleep_s=timeout)
 
     async def _wait(self, *, sleep_s: float | None) -> None:

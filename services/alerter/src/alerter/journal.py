@@ -87,6 +87,8 @@ class Journal(Protocol):
 
     async def save_silence(self, silence: Silence) -> None: ...
 
+    async def delete_silences(self, silence_ids: list[str]) -> None: ...
+
 
 class MemoryJournal:
     """An in-memory journal with the same contract (unit tests)."""
@@ -137,6 +139,10 @@ class MemoryJournal:
 
     async def save_silence(self, silence: Silence) -> None:
         self.state.silences[silence.id] = silence
+
+    async def delete_silences(self, silence_ids: list[str]) -> None:
+        for silence_id in silence_ids:
+            self.state.silences.pop(silence_id, None)
 
 
 @dataclass
@@ -307,3 +313,7 @@ class KafkaJournal:
 
     async def save_silence(self, silence: Silence) -> None:
         await self._write([(self._state_topic, f"silence/{silence.id}", encode(silence), None)])
+
+    async def delete_silences(self, silence_ids: list[str]) -> None:
+        topic = self._state_topic
+        await self._write([(topic, f"silence/{sid}", None, None) for sid in silence_ids])
