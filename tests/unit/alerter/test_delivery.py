@@ -117,3 +117,12 @@ async def test_unknown_receiver_is_dead_lettered_not_dropped() -> None:
     )
     await h.engine._deliverer.deliver(orphan)
     assert [d.reason for d in h.journal.dead_letters] == ["unknown_receiver"]
+
+
+async def test_a_receiver_bug_is_dead_lettered_not_a_crash_loop() -> None:
+    h, _ = _harness(KeyError("summary"))
+    await h.accept(make_alert(clock=h.clock, age_s=60))
+    await h.tick(0)
+    [dead] = h.journal.dead_letters
+    assert dead.reason == "internal_error"
+    assert "KeyError" in dead.error

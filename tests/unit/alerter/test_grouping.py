@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from alerter.journal import MemoryJournal
 from alerter.routing import parse_config
 from alerter.state import Silence
@@ -206,7 +208,8 @@ async def test_restart_restores_state_without_repeating_or_losing() -> None:
 async def test_pending_intent_resumes_with_the_same_idempotency_key() -> None:
     journal = MemoryJournal()
     first = build_harness(simple_config(), journal=journal)
-    first.receivers["team"].answers = [RuntimeError("process dies mid-send")]
+    # Cancellation mid-send is what the process dying looks like from inside.
+    first.receivers["team"].answers = [asyncio.CancelledError()]
     await first.accept(make_alert(clock=first.clock))
     await run_for(first, 30)
     [pending] = journal.state.intents.values()

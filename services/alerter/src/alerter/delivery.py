@@ -211,6 +211,19 @@ class Deliverer:
                     intent, receiver.kind, attempt, AttemptOutcome.FAILED, final=True, error=exc
                 )
                 return await self._settle(intent, final, exc.reason)
+            except Exception as exc:
+                # A bug in a receiver must not crash-loop the alerter and hold back every
+                # other page: park this notification (with the error) and carry on.
+                log.exception("receiver failed unexpectedly", extra={"receiver": receiver.name})
+                error = PermanentDeliveryError(
+                    f"{receiver.kind} receiver {receiver.name}: internal error "
+                    f"{type(exc).__name__}: {exc}",
+                    reason="internal_error",
+                )
+                final = self._attempt(
+                    intent, receiver.kind, attempt, AttemptOutcome.FAILED, final=True, error=error
+                )
+                return await self._settle(intent, final, error.reason)
             else:
                 final = self._attempt(
                     intent,
