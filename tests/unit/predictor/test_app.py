@@ -213,3 +213,23 @@ async def test_prediction_log_is_sent_with_the_served_values() -> None:
     assert logged["prediction_id"] == body["prediction_id"]
     assert logged["score"] == body["score"]
     assert logged["model_version"] == 1
+
+
+async def test_cheap_rows_skip_the_cache_and_explanations_use_it(redis: FakeRedis) -> None:
+    predictor, app = await make_predictor(train_version(TASK), redis=redis)
+    predictor.cache_min_row_cost_us = 1e9  # scoring is always cheaper than Redis here
+    async for client in _client(app):
+        for _ in range(2):
+            plain = await client.post(f"/v1/tasks/{TASK}/predict", json={"features": ROW})
+            await predictor.cache.flush()
+            assert plain.json()["cached"] is False
+        assert not [k for k in redis.data if ":pcache:" in k]
+        answers = []
+        for _ in range(2):
+            explained = await client.post(
+                f"/v1/tasks/{TASK}/predict", json={"features": ROW, "explain": True}
+            )
+            await predictor.cache.flush()
+            answers.append(explained.json())
+        assert [a["cached"] for a in answers] == [False, True]
+        assert answers[0]["contributions"] == answers[1]["contributions"]
