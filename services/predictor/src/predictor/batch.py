@@ -63,18 +63,27 @@ class BatchPredictions:
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while not self._stopping:
-            batches = await consumer.getmany(timeout_ms=500)
-            processed: dict[TopicPartition, int] = {}
-            for tp, records in batches.items():
-                for record in records:
-                    result = await self.answer(record)
-                    await self._producer.send_and_wait(
-                        self._config.topic(PREDICTIONS_RESULTS),
-                        serde.encode(result),
-                        key=result.request_id.encode(),
-                    )
-                    processed[tp] = record.offset
-            await commit_processed(consumer, processed)
+            try:
+                await self._poll(consumer)
+            except Exception:
+                # Nothing after the last commit is lost: read it again from there.
+                log.exception("batch predictions failed; resuming from the committed offsets")
+                await asyncio.sleep(1.0)
+                await consumer.seek_to_committed()
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=500)
+        processed: dict[TopicPartition, int] = {}
+        for tp, records in batches.items():
+            for record in records:
+                result = await self.answer(record)
+                await self._producer.send_and_wait(
+                    self._config.topic(PREDICTIONS_RESULTS),
+                    serde.encode(result),
+                    key=result.request_id.encode(),
+                )
+                processed[tp] = record.offset
+        await commit_processed(consumer, processed)
 
     async def answer(self, record: ConsumerRecord[bytes, bytes]) -> PredictionBatchResult:
         where = f"{record.topic}:{record.partition}:{record.offset}"

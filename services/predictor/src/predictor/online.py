@@ -100,7 +100,12 @@ class OnlineFeatureSync:
                 await consumer.seek_to_beginning(*self._tps)
                 ends = await consumer.end_offsets(self._tps)
                 caught_up = False
-            batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
+            try:
+                batches = await consumer.getmany(timeout_ms=500, max_records=2_000)
+            except Exception:
+                log.exception("features.online read failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
             records = [r for batch in batches.values() for r in batch]
             if records:
                 await self._write(records)

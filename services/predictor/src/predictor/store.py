@@ -120,17 +120,25 @@ class PublishedFollower:
 
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=1_000)
-            for records in batches.values():
-                for record in records:
-                    if record.value is None:
-                        continue
-                    try:
-                        event = serde.decode(ModelPublished, record.value)
-                    except FlywheelError as exc:
-                        log.error("unreadable models.published record skipped: %s", exc)
-                        continue
-                    await self._store.swap_to(event.task, event.version, event.model_sha256)
+            try:
+                await self._poll(consumer)
+            except Exception:
+                # Keep following: a missed announcement would pin an old champion.
+                log.exception("models.published follower error; retrying")
+                await asyncio.sleep(1.0)
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(timeout_ms=1_000)
+        for records in batches.values():
+            for record in records:
+                if record.value is None:
+                    continue
+                try:
+                    event = serde.decode(ModelPublished, record.value)
+                except FlywheelError as exc:
+                    log.error("unreadable models.published record skipped: %s", exc)
+                    continue
+                await self._store.swap_to(event.task, event.version, event.model_sha256)
 
     async def stop(self) -> None:
         if self._task is not None:
