@@ -208,3 +208,12 @@ def test_restored_alert_whose_series_never_returns_resolves_as_stale(rules: Rule
     evaluator.evaluate([], T0 + 1100)
     (resolved,) = book.drain()
     assert resolved.annotations["resolved_value"] == "no data"
+
+
+def test_rule_label_keys_must_be_label_names(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(
+        "rules: [{name: X, metric: predictions, op: '>', threshold: 1, labels: {'a-b': c}}]"
+    )
+    with pytest.raises(ConfigError, match=r"rules\.0\.labels\.a-b"):
+        load_rules(path)

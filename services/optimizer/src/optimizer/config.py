@@ -14,10 +14,10 @@ __all__ = ["Settings"]
 
 
 class Settings(ServiceSettings):
-    host: str = Field(default="127.0.0.1", validation_alias="FLYWHEEL_OPTIMIZER_HOST")
-    port: int = Field(default=19104, ge=1, le=65535, validation_alias="FLYWHEEL_OPTIMIZER_PORT")
+    optimizer_host: str = "127.0.0.1"
+    optimizer_port: int = Field(default=19104, ge=1, le=65535)
     # Threshold rules; empty = the rules shipped with the optimizer (default_rules.yml).
-    rules_file: Path | None = Field(default=None, validation_alias="FLYWHEEL_OPTIMIZER_RULES_FILE")
+    optimizer_rules_file: Path | None = None
 
     tick_s: float = Field(default=10.0, ge=0.2, le=300)
     slot_s: float = Field(default=5.0, ge=1, le=60)
@@ -51,7 +51,7 @@ class Settings(ServiceSettings):
             raise ValueError("must divide 60 so the 1m, 5m and 1h windows end on slot edges")
         return value
 
-    @field_validator("rules_file")
+    @field_validator("optimizer_rules_file")
     @classmethod
     def _rules_exist(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

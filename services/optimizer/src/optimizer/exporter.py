@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -131,6 +131,8 @@ class OptimizerMetrics:
         self.registry = registry or CollectorRegistry()
         self.snapshot = SnapshotCollector()
         self.registry.register(self.snapshot)
+        # process_resident_memory_bytes & co., as on services using the default registry.
+        ProcessCollector(registry=self.registry)
         r = self.registry
         self.records = Counter(P + "records", "Records consumed", ["topic"], registry=r)
         self.invalid = Counter(

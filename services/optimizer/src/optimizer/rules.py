@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -73,6 +73,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
 }
 _NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
+LabelKey = Annotated[str, Field(pattern=_NAME)]
 
 
 class ThresholdRule(BaseModel):
@@ -89,8 +90,11 @@ class ThresholdRule(BaseModel):
     task: str | None = None
     service: str | None = None
     severity: AlertSeverity = AlertSeverity.WARNING
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    # Keys follow Prometheus label names and values fit an Alert's, so firing can't fail.
+    labels: dict[LabelKey, Annotated[str, Field(max_length=128)]] = Field(default_factory=dict)
+    annotations: dict[LabelKey, Annotated[str, Field(max_length=2_048)]] = Field(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -253,7 +257,7 @@ def _annotations(rule: ThresholdRule, sample: MetricSample) -> dict[str, str]:
     }
     for name, template in rule.annotations.items():
         try:
-            out[name] = template.format(**values)
-        except (KeyError, ValueError, IndexError):
+            out[name] = template.format(**values)[:4_096]
+        except (KeyError, ValueError, IndexError, AttributeError):
             out[name] = template  # a bad placeholder must not hide the alert
     return out

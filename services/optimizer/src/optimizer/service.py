@@ -74,7 +74,7 @@ class OptimizerService:
         self.settings = settings
         self._kafka = settings.kafka_config(client_id=f"optimizer-{settings.instance_id or 'main'}")
         if rules is None:
-            path = settings.rules_file or default_rules_path()
+            path = settings.optimizer_rules_file or default_rules_path()
             rules = load_rules(path)
         self._catalog = TaskCatalog(self._kafka)
         self._registry_view = ModelRegistry(self._kafka)
@@ -170,8 +170,8 @@ class OptimizerService:
         # HTTP first, so /healthz answers (503 "starting") while the replay runs.
         config = uvicorn.Config(
             build_app(self),
-            host=self.settings.host,
-            port=self.settings.port,
+            host=self.settings.optimizer_host,
+            port=self.settings.optimizer_port,
             log_config=None,
             access_log=False,
             lifespan="off",

@@ -174,8 +174,9 @@ class PerformanceTracker:
 
     def observe_lag(self, lag: dict[tuple[str, str], int], now: float) -> None:
         """``{(group, topic): messages behind}`` as measured at ``now``."""
-        for key, behind in lag.items():
-            series = self._series(self._lag, key)
+        for (group, topic), behind in lag.items():
+            # Kafka allows 255-character group ids; event labels stop at 128.
+            series = self._series(self._lag, (group[:128], topic))
             if series is not None:
                 series.add(now, now, maxima={"consumer_lag": float(behind)})
 
