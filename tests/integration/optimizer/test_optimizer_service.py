@@ -65,7 +65,7 @@ def settings_for(ns: KafkaConfig, port: int) -> Settings:
     return Settings(
         FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS=ns.bootstrap_servers,
         topic_prefix=ns.topic_prefix,
-        FLYWHEEL_OPTIMIZER_PORT=port,
+        optimizer_port=port,
         tick_s=0.5,
         lag_interval_s=1.0,
         heartbeat_interval_s=1.0,
