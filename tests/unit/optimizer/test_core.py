@@ -90,6 +90,8 @@ def test_advice_and_exports_agree() -> None:
     latency = next(r for r in core.recommendations if r.kind == "model_over_latency_budget")
     assert latency.evidence["latency_p99_ms"] > 50
     assert {m.name for m in metrics} >= {"latency_p99_ms", "throughput_per_s", "cache_hit_rate"}
+    advertised = {m.labels["kind"] for m in metrics if m.name == "recommendation_active"}
+    assert advertised == {k for k, _ in kinds}
     text = generate_latest(core.metrics.registry).decode()
     assert (
         'flywheel_optimizer_prediction_latency_seconds{quantile="0.99",task="t",window="5m"}'

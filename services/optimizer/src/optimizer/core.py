@@ -144,7 +144,7 @@ class OptimizerCore:
             self.recommendations,
         )
         self._export_counters()
-        return [
+        metrics = [
             PerformanceMetric(
                 name=s.name,
                 value=s.value,
@@ -157,6 +157,19 @@ class OptimizerCore:
             for s in self.samples
             if math.isfinite(s.value)
         ]
+        # Standing advice travels on the same topic, so consumers of metrics.performance
+        # see it without polling the HTTP API (its evidence is the metrics beside it).
+        metrics += [
+            PerformanceMetric(
+                name="recommendation_active",
+                value=1.0,
+                window="5m",
+                labels={"kind": rec.kind, "target": rec.target[:128]},
+                at=at,
+            )
+            for rec in self.recommendations
+        ]
+        return metrics
 
     def _keep_since(self, advice: list[Recommendation], at: datetime) -> list[Recommendation]:
         # A standing recommendation keeps the time it was first made; new ones are logged.
