@@ -148,6 +148,8 @@ class TaskLearner:
         self.next_version = first_version
         self.events_trained = 0
         self.updates = 0
+        # Challengers that lost the gate since the last promotion (alerting reads it).
+        self.rejected_in_a_row = 0
         self._last_label: float | None = None
         self._champion_losses: deque[float] = deque(maxlen=6)
         self._gains: dict[str, float] = {}
@@ -274,6 +276,9 @@ class TaskLearner:
                 )
             else:
                 self.challenger = None
+                self.rejected_in_a_row += 1
+        if promotion is not None:
+            self.rejected_in_a_row = 0
         return champion.version, scores, promotion, drift
 
     def _promote_pending(

@@ -48,7 +48,14 @@ from flywheel.registry import (
     registry_record,
 )
 from flywheel.tasks import TaskDefinition
-from flywheel.topics import FEEDBACK_DLQ, MODELS_PUBLISHED, MODELS_REGISTRY, TRAINING_BATCHES
+from flywheel.topics import (
+    ALERTS,
+    FEEDBACK_DLQ,
+    MODELS_PUBLISHED,
+    MODELS_REGISTRY,
+    TRAINING_BATCHES,
+)
+from trainer.alerts import LearningAlerts
 from trainer.config import Settings
 from trainer.learner import BatchReport, TaskLearner
 from trainer.metrics import TrainerMetrics
@@ -113,6 +120,7 @@ class TrainerService:
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._tasks_of: dict[TopicPartition, set[str]] = defaultdict(set)
         self._trained_through: dict[tuple[str, int], datetime] = {}
+        self._alerts = LearningAlerts()
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -163,7 +171,10 @@ class TrainerService:
             if not polled:
                 continue
             async with self._lock:
-                if self._stopping.is_set() or generation != self._generation:
+                if self._stopping.is_set():
+                    return
+                if generation != self._generation:
+                    await self._rewind(consumer, list(polled))
                     continue
                 await self.registry.catch_up()
                 for tp, records in polled.items():
@@ -191,6 +202,21 @@ class TrainerService:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+
+    async def _rewind(self, consumer: AIOKafkaConsumer, polled: list[TopicPartition]) -> None:
+        """Re-read from the committed offsets: a poll straddled an assignment change.
+
+        Its records may predate the new assignment or follow it; either way they are
+        read again in order, rather than learned against a state that moved under them.
+        """
+        for tp in polled:
+            if tp not in self._producers:
+                continue
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
 
     # ---- partition ownership -----------------------------------------------------
 
@@ -241,6 +267,7 @@ class TrainerService:
             if batch is not None:
                 by_task[batch.task].append((record, batch))
         reports: list[BatchReport] = []
+        alerts_topic = self.kafka.topic(ALERTS)
         for task_name, pairs in by_task.items():
             definition = self.catalog.get(task_name)
             assert definition is not None  # _decode checked it
@@ -260,6 +287,10 @@ class TrainerService:
             through = merged.oldest_event_at or merged.created_at
             self._trained_through[(task_name, report.candidate.version)] = through
             outgoing += self._registry_writes(learner, report)
+            for alert in self._alerts.evaluate(
+                task_name, learner.rejected_in_a_row, report.live_metrics
+            ):
+                outgoing.append((alerts_topic, alert.fingerprint.encode(), serde.encode(alert)))
         producer = self._producers[tp]
         try:
             async with producer.transaction():
@@ -277,6 +308,7 @@ class TrainerService:
             self.metrics.transactions_aborted.inc()
             for task_name in by_task:
                 self.learners.pop(task_name, None)
+                self._alerts.forget(task_name)
             consumer.seek(tp, records[0].offset)
             await asyncio.sleep(0.5)
             return
