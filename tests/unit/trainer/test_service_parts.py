@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from trainer.config import Settings
 from trainer.metrics import TrainerMetrics
-from trainer.service import merge_batches
+from trainer.records import merge_batches
 
 from .streams import make_batch
 
@@ -62,3 +62,28 @@ def test_live_metrics_follow_the_champion_version() -> None:
     assert (
         value("flywheel_trainer_prequential", {"task": "t", "metric": "n", "version": "2"}) is None
     )
+
+
+def test_retirement_keeps_the_newest_versions_and_every_recent_champion() -> None:
+    from flywheel.kafka import KafkaConfig
+    from flywheel.registry import RegistryView, champion_change, registry_record
+    from trainer.learner import TaskLearner
+    from trainer.records import retirements
+
+    from .streams import make_task
+
+    learner = TaskLearner(make_task(max_trees=10, trees_per_update=5))
+    rng = np.random.default_rng(2)
+    view = RegistryView()
+    for i in range(8):
+        view.apply(*registry_record(learner.score_then_learn(make_batch(rng, i, 60)).candidate))
+    view.apply(
+        *registry_record(champion_change(view, "test.task", 2, kind="promotion", reason="x"))
+    )
+    kafka = KafkaConfig(topic_prefix="p.")
+    tombstones = retirements(kafka, view, "test.task", {9}, keep_versions=3)
+    assert all(topic == "p.models.registry" and value is None for topic, _, value in tombstones)
+    # Kept: v2 (a champion), v7 and v8 (the newest two + the update's own v9).
+    assert [key for _, key, _ in tombstones] == [
+        f"test.task@v{n}".encode() for n in (1, 3, 4, 5, 6)
+    ]

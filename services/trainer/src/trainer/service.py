@@ -22,7 +22,6 @@ committed version of each task.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections import defaultdict
 from datetime import datetime
@@ -36,22 +35,18 @@ from redis.asyncio import Redis
 from flywheel import serde
 from flywheel.catalog import TaskCatalog
 from flywheel.errors import FlywheelError, SerdeError
-from flywheel.events import DeadLetter, ModelPublished, ModelVersion, TrainingBatch, utc_now
+from flywheel.events import ModelVersion, TrainingBatch
 from flywheel.kafka import make_consumer, wait_for_kafka
 from flywheel.redis import RedisConfig, connect_redis, wait_for_redis
 from flywheel.registry import (
     ModelCache,
     ModelRegistry,
-    champion_change,
     make_registry_producer,
     rebuild_cache,
-    registry_record,
 )
 from flywheel.tasks import TaskDefinition
 from flywheel.topics import (
     ALERTS,
-    FEEDBACK_DLQ,
-    MODELS_PUBLISHED,
     MODELS_REGISTRY,
     TRAINING_BATCHES,
 )
@@ -59,37 +54,11 @@ from trainer.alerts import LearningAlerts
 from trainer.config import Settings
 from trainer.learner import BatchReport, TaskLearner
 from trainer.metrics import TrainerMetrics
+from trainer.records import Outgoing, dead_letter, merge_batches, registry_writes
 
-__all__ = ["TrainerService", "merge_batches"]
+__all__ = ["TrainerService"]
 
 log = logging.getLogger(__name__)
-
-Outgoing = tuple[str, bytes, bytes | None]
-# Champion changes whose versions are never retired, so a rollback always has a target.
-_PROTECTED_CHANGES = 10
-
-
-def merge_batches(batches: list[TrainingBatch]) -> TrainingBatch:
-    """One batch holding ``batches`` in order (they are all of one task)."""
-    if len(batches) == 1:
-        return batches[0]
-    names = list(dict.fromkeys(name for b in batches for name in b.columns))
-    columns: dict[str, list[Any]] = {name: [] for name in names}
-    for b in batches:
-        for name in names:
-            columns[name].extend(b.columns.get(name, [None] * len(b)))
-    oldest = [b.oldest_event_at for b in batches if b.oldest_event_at is not None]
-    return TrainingBatch.model_construct(
-        schema_version=1,
-        batch_id=batches[0].batch_id,
-        task=batches[0].task,
-        created_at=batches[-1].created_at,
-        event_ids=[e for b in batches for e in b.event_ids],
-        columns=columns,
-        labels=[label for b in batches for label in b.labels],
-        prediction_ids=[],
-        oldest_event_at=min(oldest) if oldest else None,
-    )
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -279,14 +248,23 @@ class TrainerService:
             except (ValueError, FlywheelError) as exc:
                 self.learners.pop(task_name, None)
                 outgoing += [
-                    self._dead_letter(record, "untrainable_batch", str(exc)) for record, _ in pairs
+                    dead_letter(self.kafka, record, "untrainable_batch", str(exc))
+                    for record, _ in pairs
                 ]
                 self.metrics.dead_letters.labels("untrainable_batch").inc(len(pairs))
                 continue
             reports.append(report)
             through = merged.oldest_event_at or merged.created_at
             self._trained_through[(task_name, report.candidate.version)] = through
-            outgoing += self._registry_writes(learner, report)
+            champion = learner.champion
+            outgoing += registry_writes(
+                self.kafka,
+                self.registry,
+                report,
+                champion=None if champion is None else champion.record,
+                trained_through=self._trained_through,
+                keep_versions=self.settings.trainer_keep_versions,
+            )
             for alert in self._alerts.evaluate(
                 task_name, learner.rejected_in_a_row, report.live_metrics
             ):
@@ -318,14 +296,16 @@ class TrainerService:
         self, record: ConsumerRecord, outgoing: list[Outgoing]
     ) -> TrainingBatch | None:
         if record.value is None:
-            outgoing.append(self._dead_letter(record, "broken_json", "empty training batch record"))
+            outgoing.append(
+                dead_letter(self.kafka, record, "broken_json", "empty training batch record")
+            )
             return None
         try:
             batch = serde.decode(
                 TrainingBatch, record.value, max_bytes=self.settings.trainer_max_batch_bytes
             )
         except SerdeError as exc:
-            outgoing.append(self._dead_letter(record, exc.reason, str(exc), exc.field))
+            outgoing.append(dead_letter(self.kafka, record, exc.reason, str(exc), exc.field))
             self.metrics.dead_letters.labels(exc.reason).inc()
             return None
         if batch.task not in self.catalog:
@@ -333,26 +313,11 @@ class TrainerService:
             await asyncio.sleep(1.0)
         if batch.task not in self.catalog:
             outgoing.append(
-                self._dead_letter(record, "unknown_task", f"unknown task {batch.task!r}")
+                dead_letter(self.kafka, record, "unknown_task", f"unknown task {batch.task!r}")
             )
             self.metrics.dead_letters.labels("unknown_task").inc()
             return None
         return batch
-
-    def _dead_letter(
-        self, record: ConsumerRecord, reason: str, error: str, field: str | None = None
-    ) -> Outgoing:
-        letter = DeadLetter(
-            reason=reason,
-            error=error[:2_000],
-            field=field,
-            original_b64=base64.b64encode(record.value or b"").decode("ascii"),
-            original_key=None if record.key is None else record.key.decode("utf-8", "replace"),
-            source_topic=record.topic,
-            source_partition=record.partition,
-            source_offset=record.offset,
-        )
-        return self.kafka.topic(FEEDBACK_DLQ), record.key or b"", serde.encode(letter)
 
     def _learner(self, definition: TaskDefinition) -> TaskLearner:
         name = definition.name
@@ -376,58 +341,6 @@ class TrainerService:
             learner.adopt_champion(champion)
         learner.next_version = max(learner.next_version, registry.next_version(name))
         return learner
-
-    def _registry_writes(self, learner: TaskLearner, report: BatchReport) -> list[Outgoing]:
-        registry_topic = self.kafka.topic(MODELS_REGISTRY)
-        candidate = report.candidate
-        key, value = registry_record(candidate)
-        writes: list[Outgoing] = [(registry_topic, key, value)]
-        promotion = report.promotion
-        protected = {candidate.version}
-        if promotion is not None:
-            change = champion_change(
-                self.registry,
-                candidate.task,
-                promotion.version,
-                kind="promotion",
-                reason=promotion.reason,
-                metrics=promotion.metrics,
-            )
-            key, value = registry_record(change)
-            writes.append((registry_topic, key, value))
-            champion = learner.champion
-            assert champion is not None and champion.version == promotion.version
-            published = ModelPublished(
-                task=candidate.task,
-                version=promotion.version,
-                model_sha256=champion.record.model_sha256,
-                published_at=utc_now(),
-                trained_through=self._trained_through.get((candidate.task, promotion.version)),
-            )
-            writes.append(
-                (
-                    self.kafka.topic(MODELS_PUBLISHED),
-                    candidate.task.encode(),
-                    serde.encode(published),
-                )
-            )
-        writes += self._retirements(candidate.task, protected | {report.champion or 0})
-        return writes
-
-    def _retirements(self, task: str, protected: set[int]) -> list[Outgoing]:
-        """Tombstones for versions beyond the newest ``keep_versions`` (champions kept)."""
-        history = self.registry.history(task)[-_PROTECTED_CHANGES:]
-        protected |= {c.version for c in history} | {
-            c.previous_version for c in history if c.previous_version is not None
-        }
-        current = [v.version for v in self.registry.versions(task)]
-        keep = set(current[-(self.settings.trainer_keep_versions - 1) :])
-        topic = self.kafka.topic(MODELS_REGISTRY)
-        return [
-            (topic, f"{task}@v{number}".encode(), None)
-            for number in current
-            if number not in keep and number not in protected
-        ]
 
     async def _after_commit(self, outgoing: list[Outgoing], reports: list[BatchReport]) -> None:
         registry_topic = self.kafka.topic(MODELS_REGISTRY)
