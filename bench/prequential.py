@@ -196,7 +196,7 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("river", "lightgbm", "numpy", "scikit-learn", "flywheel", "trainer"):
         try:
             versions[pkg] = metadata.version(pkg)

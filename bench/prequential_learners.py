@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -119,10 +119,10 @@ class ARFLearner:
         self._categories = {f.name for f in task.features if f.type is FeatureType.CATEGORY}
         self._codes: dict[str, dict[Any, int]] = {name: {} for name in self._categories}
 
-    def _numeric(self, row: Row) -> dict[str, Any]:
+    def _numeric(self, row: Row) -> dict[Hashable, Any]:
+        out: dict[Hashable, Any] = dict(row.items())
         if not self._categories:
-            return row
-        out: dict[str, Any] = dict(row)
+            return out
         for name in self._categories:
             value = row.get(name)
             if value is not None:
@@ -180,7 +180,9 @@ class ColumnEncoder:
             f.name: {} for f in task.features if f.type is FeatureType.CATEGORY
         }
 
-    def encode(self, columns: dict[str, Sequence[Any]], *, learn: bool) -> npt.NDArray[np.float64]:
+    def encode(
+        self, columns: Mapping[str, Sequence[Any]], *, learn: bool
+    ) -> npt.NDArray[np.float64]:
         n = len(columns[self.names[0]]) if self.names else 0
         out = np.empty((n, len(self.names)), dtype=np.float64)
         for j, (name, kind) in enumerate(zip(self.names, self.types, strict=True)):

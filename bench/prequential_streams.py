@@ -191,7 +191,7 @@ def _bananas(n_samples: int, seed: int) -> Iterator[tuple[Row, bool]]:
     from river import datasets
 
     # River names the columns "1" and "2"; feature names must start with a letter.
-    for x, y in itertools.islice(datasets.Bananas(), n_samples):
+    for x, y in itertools.islice(datasets.Bananas(), n_samples):  # type: ignore[no-untyped-call]
         yield {"x1": float(x["1"]), "x2": float(x["2"])}, bool(y)
 
 
