@@ -18,7 +18,10 @@ PYTEST_ARGS ?=
 BENCH ?= bench/stack_startup.py
 
 .PHONY: help install install-uv install-system install-python kafka-jars up down status \
-	format lint typecheck test test-unit test-integration bench
+	format lint typecheck test test-stack test-unit test-integration bench
+
+# Prerequisites are ordered steps (install before lint before tests), not independent jobs.
+.NOTPARALLEL:
 
 help: ## Show this list
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,9 +62,12 @@ lint: ## ruff check + ruff format --check (changes nothing)
 typecheck: ## mypy --strict over the library, services and CLI
 	$(BIN)/mypy
 
+# Cheap checks first; make stops at the first failure (the order is left to right).
+test: install lint typecheck test-stack ## Everything CI checks: install, lint, typecheck, unit + integration tests
+
 # Uses a healthy stack if one answers (yours, or KAFKA_BOOTSTRAP_SERVERS/REDIS_URL);
 # otherwise starts one and stops it again on the way out, whatever the outcome.
-test: install lint typecheck ## Everything CI checks: install, lint, typecheck, unit + integration tests
+test-stack: ## Unit + integration tests, starting the stack for them if none answers
 	@started=0; \
 	trap 'if [[ $$started == 1 ]]; then echo "make test: stopping the stack it started"; $(FLYWHEEL) stack down; fi' EXIT; \
 	if ! $(FLYWHEEL) stack status >/dev/null 2>&1; then \
