@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Health", "http_health", "kafka_health", "kafka_health_async", "redis_health"]
+from flywheel_cli.config import LOOPBACK
+from flywheel_cli.processes import ComponentRecord, is_running, listener_pid, port_open
+
+__all__ = [
+    "ComponentStatus",
+    "Health",
+    "http_health",
+    "kafka_health",
+    "kafka_health_async",
+    "probe",
+    "redis_health",
+    "shown_pid",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +88,53 @@ def http_health(url: str, *, timeout_s: float = 2.0) -> Health:
     if response.is_success:
         return Health(True, f"HTTP {response.status_code}")
     return Health(False, f"HTTP {response.status_code}")
+
+
+def on_loopback(record: ComponentRecord) -> bool:
+    return record.endpoint.startswith((f"{LOOPBACK}:", f"redis://{LOOPBACK}:"))
+
+
+def probe(record: ComponentRecord, *, timeout_s: float = 5.0) -> Health:
+    """The health of one stack component, by its kind."""
+    if record.managed and not is_running(record.pid, record.start_ticks):
+        return Health(False, "process not running")
+    port = record.port
+    if port is not None and on_loopback(record) and not port_open(LOOPBACK, port):
+        # Cheap and immediate; spares a client library's connect retries.
+        return Health(False, f"nothing listens on {LOOPBACK}:{port}")
+    if record.kind == "kafka":
+        return kafka_health(record.endpoint, timeout_s=timeout_s)
+    if record.kind == "redis":
+        return redis_health(record.endpoint, timeout_s=min(timeout_s, 2.0))
+    if record.health_url:
+        return http_health(record.health_url, timeout_s=min(timeout_s, 2.0))
+    return Health(True, "process alive")
+
+
+def shown_pid(record: ComponentRecord) -> int | None:
+    """The pid to report: ours if we started it, else whoever listens on its port."""
+    if record.managed:
+        return record.pid
+    if record.port is not None and on_loopback(record):
+        return listener_pid(record.port)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentStatus:
+    record: ComponentRecord
+    pid: int | None
+    health: Health
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.record.name,
+            "kind": self.record.kind,
+            "pid": self.pid,
+            "port": self.record.port,
+            "endpoint": self.record.endpoint,
+            "managed": self.record.managed,
+            "health": "healthy" if self.health.healthy else "unhealthy",
+            "detail": self.health.detail,
+            "log": self.record.log,
+        }

@@ -13,22 +13,20 @@ Only components started in step 4 are ``managed``; ``down`` stops exactly those.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from flywheel.errors import FlywheelError
 from flywheel_cli import kafka_local, redis_local
 from flywheel_cli.components import ServiceSpec, available_services
 from flywheel_cli.config import LOOPBACK, StackConfig
-from flywheel_cli.health import Health, http_health, kafka_health, redis_health
+from flywheel_cli.health import ComponentStatus, Health, probe, shown_pid
 from flywheel_cli.processes import (
     ComponentRecord,
     StackState,
@@ -44,8 +42,9 @@ from flywheel_cli.processes import (
     terminate,
     write_pid_file,
 )
+from flywheel_cli.stack_topics import create_topics
 
-__all__ = ["ComponentStatus", "LocalStack", "StackError", "service_environment"]
+__all__ = ["LocalStack", "StackError", "service_environment"]
 
 # A broker's controlled shutdown flushes logs and hands off leadership; give it time
 # before SIGKILL, which would cost a log recovery on the next start.
@@ -56,26 +55,6 @@ class StackError(FlywheelError):
     """The local stack could not be brought to the requested state."""
 
 
-@dataclass(frozen=True, slots=True)
-class ComponentStatus:
-    record: ComponentRecord
-    pid: int | None
-    health: Health
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.record.name,
-            "kind": self.record.kind,
-            "pid": self.pid,
-            "port": self.record.port,
-            "endpoint": self.record.endpoint,
-            "managed": self.record.managed,
-            "health": "healthy" if self.health.healthy else "unhealthy",
-            "detail": self.health.detail,
-            "log": self.record.log,
-        }
-
-
 def _endpoint_port(endpoint: str, default: int) -> int | None:
     first = endpoint.split(",", maxsplit=1)[0]
     try:
@@ -84,10 +63,6 @@ def _endpoint_port(endpoint: str, default: int) -> int | None:
         return int(first.rsplit(":", 1)[1])
     except (ValueError, IndexError):
         return None
-
-
-def _on_loopback(record: ComponentRecord) -> bool:
-    return record.endpoint.startswith((f"{LOOPBACK}:", f"redis://{LOOPBACK}:"))
 
 
 def service_environment(
@@ -163,39 +138,25 @@ class LocalStack:
         """Kafka and Redis as the config describes them, before anything is started."""
         return [self._kafka_record(managed=False), self._redis_record(managed=False)]
 
-    # -- probing -------------------------------------------------------------------------
-
-    def probe(self, record: ComponentRecord, *, timeout_s: float = 5.0) -> Health:
-        if record.managed and not is_running(record.pid, record.start_ticks):
-            return Health(False, "process not running")
-        port = record.port
-        if port is not None and _on_loopback(record) and not port_open(LOOPBACK, port):
-            # Cheap and immediate; spares a client library's connect retries.
-            return Health(False, f"nothing listens on {LOOPBACK}:{record.port}")
-        if record.kind == "kafka":
-            return kafka_health(record.endpoint, timeout_s=timeout_s)
-        if record.kind == "redis":
-            return redis_health(record.endpoint, timeout_s=min(timeout_s, 2.0))
-        if record.health_url:
-            return http_health(record.health_url, timeout_s=min(timeout_s, 2.0))
-        return Health(True, "process alive")
-
-    def _shown_pid(self, record: ComponentRecord) -> int | None:
-        if record.managed:
-            return record.pid
-        if record.port is not None and _on_loopback(record):
-            return listener_pid(record.port)
-        return None
+    def _load_state(self) -> StackState:
+        try:
+            return StackState.load(self.config.stack_file)
+        except ValueError as exc:
+            # Guessing which pids are ours would risk signalling strangers: stop here.
+            raise StackError(
+                f"{exc}: stop any stack processes by hand (pids in "
+                f"{self.config.pids_dir}), then delete the file"
+            ) from exc
 
     def status(self) -> list[ComponentStatus]:
         """Every component ``up`` recorded, plus Kafka and Redis as configured if not."""
-        state = StackState.load(self.config.stack_file)
+        state = self._load_state()
         records = dict(state.components)
         for default in self.default_records():
             records.setdefault(default.name, default)
         order = ["kafka", "redis"] + [name for name in records if name not in ("kafka", "redis")]
         return [
-            ComponentStatus(record, self._shown_pid(record), self.probe(record))
+            ComponentStatus(record, shown_pid(record), probe(record))
             for record in (records[name] for name in order)
         ]
 
@@ -331,7 +292,7 @@ class LocalStack:
                 if record.managed and not is_running(record.pid, record.start_ticks):
                     raise StackError(f"{name} exited during start-up.\n{self._log_tail(record)}")
                 remaining = deadline - time.monotonic()
-                health = self.probe(record, timeout_s=max(0.5, min(5.0, remaining)))
+                health = probe(record, timeout_s=max(0.5, min(5.0, remaining)))
                 if health.healthy:
                     del pending[name]
                     self.echo(f"{name}: healthy ({health.detail})")
@@ -353,40 +314,11 @@ class LocalStack:
         chunks = [f"--- {log} ---\n{text}" for log in logs if log and (text := tail(log))]
         return "\n".join(chunks)
 
-    def _create_topics(self, deadline: float) -> list[str]:
-        from aiokafka.errors import KafkaError
-
-        from flywheel.kafka import KafkaConfig, ensure_topics
-        from flywheel.topics import ALL_TOPICS
-
-        kafka = KafkaConfig(
-            bootstrap_servers=self.config.kafka_bootstrap,
-            client_id="flywheel-stack",
-            replication_factor=self.config.replication_factor,
-            topic_prefix=self.config.topic_prefix,
-        )
-        wanted = {kafka.topic(spec) for spec in ALL_TOPICS}
-        last: object = None
-        while True:
-            try:
-                created = asyncio.run(ensure_topics(kafka, ALL_TOPICS))
-                # create_topics reports per-topic failures in its response rather than
-                # raising, so check the broker's own list before calling it done.
-                missing = wanted - set(asyncio.run(_list_topics(kafka.bootstrap_servers)))
-                if not missing:
-                    return created
-                last = f"still missing after create: {sorted(missing)}"
-            except (FlywheelError, KafkaError, OSError) as exc:
-                last = exc
-            if time.monotonic() >= deadline:
-                raise StackError(f"topics not created on {kafka.bootstrap_servers}: {last}")
-            time.sleep(0.5)
-
     def up(self, *, timeout_s: float = 60.0) -> list[ComponentRecord]:
         """Start whatever is missing and wait until everything is healthy."""
         deadline = time.monotonic() + timeout_s
         with file_lock(self.config.lock_file):
-            state = StackState.load(self.config.stack_file)
+            state = self._load_state()
             try:
                 for ensure in (self._ensure_kafka, self._ensure_redis):
                     record = ensure(state)
@@ -394,7 +326,7 @@ class LocalStack:
             finally:
                 state.save(self.config.stack_file)  # record every pid we spawned, even on error
             self._wait_healthy([state.components["kafka"], state.components["redis"]], deadline)
-            created = self._create_topics(deadline)
+            created = create_topics(self.config, deadline)
             self.echo(f"topics: created {len(created)}" if created else "topics: all present")
             services = []
             try:
@@ -416,7 +348,7 @@ class LocalStack:
         """Stop what ``up`` started, services first; forget what it only used."""
         results: list[tuple[ComponentRecord, Stopped | None]] = []
         with file_lock(self.config.lock_file):
-            state = StackState.load(self.config.stack_file)
+            state = self._load_state()
             for name in reversed(list(state.components)):
                 record = state.components[name]
                 stopped = None
@@ -451,15 +383,3 @@ class LocalStack:
                 self.echo(f"{pid_file}: pid {pid} is running but unrecorded; left alone")
             else:
                 pid_file.unlink(missing_ok=True)
-
-
-async def _list_topics(bootstrap: str) -> list[str]:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="flywheel-stack")
-    try:
-        await admin.start()
-        topics: list[str] = await admin.list_topics()
-        return topics
-    finally:
-        await admin.close()

@@ -101,7 +101,10 @@ class StackState:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return cls()
-        return cls.from_json(json.loads(raw))
+        try:
+            return cls.from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ValueError(f"{path} is unreadable ({exc})") from exc
 
     def save(self, path: Path) -> None:
         # Write-then-rename: a crash mid-write must not leave a state file that makes

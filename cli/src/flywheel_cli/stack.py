@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flywheel_cli.local_stack import ComponentStatus, LocalStack
+    from flywheel_cli.health import ComponentStatus
+    from flywheel_cli.local_stack import LocalStack
 
 __all__ = ["register"]
 

@@ -171,3 +171,9 @@ def test_tail_returns_the_last_lines_or_nothing(tmp_path: Path) -> None:
     assert tail(log, 2) == "line 98\nline 99"
     assert tail(tmp_path / "missing.log") == ""
     assert tail(None) == ""
+
+
+def test_a_corrupt_state_file_is_reported_not_guessed_at(tmp_path: Path) -> None:
+    (tmp_path / "stack.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"stack\.json is unreadable"):
+        StackState.load(tmp_path / "stack.json")
