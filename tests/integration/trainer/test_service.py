@@ -44,7 +44,8 @@ async def test_batches_become_versions_champions_and_cached_models(
     rng = np.random.default_rng(11)
     batches = [make_batch(rng, i, 200) for i in range(6)]
 
-    service = TrainerService(_settings(kafka, redis_config))
+    settings = _settings(kafka, redis_config)
+    service = TrainerService(settings)
     await service.start()
     runner = asyncio.create_task(service.run())
     try:
@@ -72,3 +73,19 @@ async def test_batches_become_versions_champions_and_cached_models(
     announced = await read_announcements(kafka)
     assert announced and announced[-1].version == champion.version
     assert all(a.trained_through is not None for a in announced)
+
+    # A restart continues from the registry, refills the replay window from the
+    # already-learned batches, and counts nothing twice.
+    restarted = TrainerService(settings)
+    await restarted.start()
+    runner = asyncio.create_task(restarted.run())
+    try:
+        await publish_batches(kafka, [make_batch(rng, 6, 200)])
+        registry = await wait_for_events_trained(kafka, {task.name: 1_400})
+        assert registry.versions(task.name)[-1].events_trained == 1_400
+        learner = restarted.learners[task.name]
+        assert len(learner.window) == 1_400  # 1,200 replayed + the new batch
+    finally:
+        await restarted.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)

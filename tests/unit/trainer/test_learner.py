@@ -166,3 +166,21 @@ def test_auto_after_resume_with_a_pending_append_challenger() -> None:
     resumed = TaskLearner.resume(task, champion=first, latest=appended, next_version=5)
     for i in range(3):
         resumed.score_then_learn(make_batch(rng, 10 + i, 100))
+
+
+def test_replay_refills_the_window_without_scoring_or_counting() -> None:
+    rng = np.random.default_rng(12)
+    task = make_task()
+    original = TaskLearner(task)
+    batches = [make_batch(rng, i, 200) for i in range(3)]
+    reports = [original.score_then_learn(b) for b in batches]
+    resumed = TaskLearner.resume(
+        task, champion=reports[0].candidate, latest=reports[-1].candidate, next_version=4
+    )
+    for batch in batches:
+        resumed.replay(batch)
+    assert len(resumed.window) == 600 and resumed.events_trained == 600
+    assert resumed.prequential.events_scored == 0
+    report = resumed.score_then_learn(make_batch(rng, 3, 200))
+    assert report.candidate.events_trained == 800
+    assert report.candidate.metrics["window_events"] == 800

@@ -34,5 +34,8 @@ class Settings(ServiceSettings):
     trainer_keep_versions: int = Field(default=20, ge=2, le=10_000)
     # Training batches fetched per poll (bounds the work inside one transaction).
     trainer_max_poll_records: int = Field(default=200, ge=1, le=10_000)
+    # Training batch records read back per partition on assignment to refill the
+    # learners' replay windows (they were learned already; nothing is counted twice).
+    trainer_replay_records: int = Field(default=100, ge=0, le=10_000)
     # Largest training batch message accepted (ingest keeps them under 1 MB).
     trainer_max_batch_bytes: int = Field(default=2_000_000, ge=10_000, le=16_000_000)

@@ -11,6 +11,7 @@ Public API (stable; the learning-quality benchmark and the service use only this
     learner.predict_proba(rows)   # champion, calibrated: (n,) P(true) | (n, k) | (n,) values
     TaskLearner.resume(task, champion=..., latest=..., next_version=...)  # from the registry
     learner.adopt_champion(version)   # an operator promoted/rolled back in the registry
+    learner.replay(batch)             # refill the replay window with a learned batch
 
 How one batch is handled (``score_then_learn``):
 
@@ -188,6 +189,20 @@ class TaskLearner:
         if latest is not None and (champion is None or latest.version > champion.version):
             learner.challenger = _load(latest)
         return learner
+
+    def replay(self, batch: TrainingBatch) -> None:
+        """Put an already-learned batch back in the replay window (after a restart).
+
+        Nothing is scored, trained or counted. A batch with a label class the models do
+        not know is skipped: it belongs to a newer version's window.
+        """
+        try:
+            y, _ = self.labels.encode(batch.labels, learn=False)
+        except ValueError:
+            return
+        x = self.features.encode_columns(batch.columns, len(batch), learn=True)
+        self.window.add(x, y)
+        self._last_label = float(y[-1])
 
     def adopt_champion(self, version: ModelVersion) -> None:
         """Make ``version`` the champion (an operator's promote/rollback in the registry)."""

@@ -55,6 +55,7 @@ from trainer.config import Settings
 from trainer.learner import BatchReport, TaskLearner
 from trainer.metrics import TrainerMetrics
 from trainer.records import Outgoing, dead_letter, merge_batches, registry_writes
+from trainer.replay import recent_batches
 
 __all__ = ["TrainerService"]
 
@@ -93,6 +94,7 @@ class TrainerService:
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._replayer: AIOKafkaConsumer | None = None
         self._cache: ModelCache | None = None
         self._redis: Redis | None = None
         # Bumped on every assignment change: a poll that straddles one is dropped, since
@@ -122,8 +124,11 @@ class TrainerService:
             max_poll_records=self.settings.trainer_max_poll_records,
         )
         consumer.subscribe([self.batches_topic], listener=_Rebalance(self))
-        await consumer.start()
+        self._replayer = make_consumer(self.kafka, group_id=None, read_committed=True)
+        await self._replayer.start()
+        # Set before start(): the first assignment may arrive while it is joining.
         self._consumer = consumer
+        await consumer.start()
         self._http, _ = start_http_server(
             self.settings.trainer_port,
             addr=self.settings.trainer_host,
@@ -162,6 +167,9 @@ class TrainerService:
         for producer in self._producers.values():
             await producer.stop()
         self._producers.clear()
+        if self._replayer is not None:
+            await self._replayer.stop()
+            self._replayer = None
         await self.catalog.stop()
         await self.registry.stop()
         if self._redis is not None:
@@ -192,9 +200,8 @@ class TrainerService:
     async def acquire(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
             self._generation += 1
-            for tp in assigned:
-                if tp in self._producers:
-                    continue
+            new = [tp for tp in assigned if tp not in self._producers]
+            for tp in new:
                 producer = make_registry_producer(
                     self.kafka,
                     transactional_id=(
@@ -205,6 +212,7 @@ class TrainerService:
                 self._producers[tp] = producer
             # The previous owner's last committed versions are visible now.
             await self.registry.catch_up()
+            await self._refill_windows(new)
             log.info(
                 "partitions assigned",
                 extra={
@@ -212,6 +220,33 @@ class TrainerService:
                     "owned": sorted(tp.partition for tp in self._producers),
                 },
             )
+
+    async def _refill_windows(self, partitions: list[TopicPartition]) -> None:
+        consumer, replayer = self._consumer, self._replayer
+        records = self.settings.trainer_replay_records
+        if consumer is None or replayer is None or records == 0:
+            return
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            if not committed:
+                continue
+            batches = await recent_batches(
+                replayer,
+                tp,
+                committed,
+                records=records,
+                max_bytes=self.settings.trainer_max_batch_bytes,
+            )
+            for batch in batches:
+                definition = self.catalog.get(batch.task)
+                if definition is not None:
+                    self._tasks_of[tp].add(batch.task)
+                    self._learner(definition).replay(batch)
+            if batches:
+                log.info(
+                    "replay windows refilled",
+                    extra={"partition": tp.partition, "batches": len(batches)},
+                )
 
     async def release(self, revoked: list[TopicPartition]) -> None:
         async with self._lock:
