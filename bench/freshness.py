@@ -16,7 +16,7 @@ The first 10% of events (the first model, process warm-up) are left out. Referen
 the same run: the flush delay alone (publish -> its TrainingBatch committed in
 ``training.batches``), the floor that any trainer sits on.
 
-Run: ``.venv/bin/python bench/freshness.py [--rate 250] [--seconds 40]``
+Run: ``.venv/bin/python bench/freshness.py [--rates 250,1000] [--seconds 20]``
 Writes ``bench/results/freshness.json`` and prints a summary.
 """
 
@@ -251,23 +251,27 @@ def features(k: int) -> dict[str, int | float | str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=250.0, help="feedback events per second")
-    parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument(
+        "--rates", default="250,1000", help="feedback events per second, one run each"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    result = asyncio.run(run(args.rate, args.seconds))
-    result["machine"]["load_average_at_end"] = Path("/proc/loadavg").read_text().split()[:3]  # type: ignore[index]
+    runs = [asyncio.run(run(float(rate), args.seconds)) for rate in args.rates.split(",")]
+    load = Path("/proc/loadavg").read_text().split()[:3]
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    for name in ("reference_flush_only_s", "version_published_s", "champion_announced_s"):
-        stats = result[name]
-        assert isinstance(stats, dict)
-        if stats:
-            print(
-                f"{name:<24} p50 {stats['p50']:.2f} s  p90 {stats['p90']:.2f} s  "
-                f"p99 {stats['p99']:.2f} s  (n={stats['n']:.0f})"
-            )
-        else:
-            print(f"{name:<24} no samples")
+    RESULTS.write_text(json.dumps({"runs": runs, "load_average_at_end": load}, indent=2) + "\n")
+    for result in runs:
+        print(f"rate {result['rate_events_per_s']:.0f} events/s:")
+        for name in ("reference_flush_only_s", "version_published_s", "champion_announced_s"):
+            stats = result[name]
+            assert isinstance(stats, dict)
+            if stats:
+                print(
+                    f"  {name:<24} p50 {stats['p50']:.2f} s  p90 {stats['p90']:.2f} s  "
+                    f"p99 {stats['p99']:.2f} s  (n={stats['n']:.0f})"
+                )
+            else:
+                print(f"  {name:<24} no samples")
     print(f"wrote {RESULTS}")
 
 
