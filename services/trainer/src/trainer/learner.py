@@ -45,14 +45,17 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
-from flywheel.errors import ModelError, ModelIntegrityError
+from flywheel.errors import ModelError
 from flywheel.events import ModelVersion, TrainingBatch
 from flywheel.tasks import Objective, TaskDefinition
+from trainer import boosting
+from trainer.boosting import Model
 from trainer.calibration import apply_calibration, fit_calibration
 from trainer.encoding import FeatureEncoder, LabelEncoder, Matrix, Vector
 from trainer.prequential import PrequentialWindow, batch_metrics, gate_loss, no_change_predictions
@@ -65,7 +68,6 @@ _EXPLORE_EVERY = 8
 _GAIN_EWMA = 0.3
 # The champion's batch loss must exceed its recent mean by this factor to count as drift.
 _DRIFT_RATIO = 1.3
-_REFIT_DECAY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,17 +92,6 @@ class BatchReport:
     strategy: str
     update_seconds: float
     champion: int | None
-
-
-@dataclass(slots=True)
-class _Model:
-    booster: lgb.Booster
-    record: ModelVersion
-    iterations: int
-
-    @property
-    def version(self) -> int:
-        return self.record.version
 
 
 @dataclass(slots=True)
@@ -144,8 +135,8 @@ class TaskLearner:
         self.prequential = PrequentialWindow(
             self.policy.window_events, classifier=self.labels.is_classifier
         )
-        self.champion: _Model | None = None
-        self.challenger: _Model | None = None
+        self.champion: Model | None = None
+        self.challenger: Model | None = None
         self.next_version = first_version
         self.events_trained = 0
         self.updates = 0
@@ -185,9 +176,9 @@ class TaskLearner:
         if task.objective is Objective.MULTICLASS:
             learner.labels = LabelEncoder(task, list(newest.label_classes))
         if champion is not None and tuple(champion.feature_schema) == tuple(task.features):
-            learner.champion = _load(champion)
+            learner.champion = boosting.load(champion)
         if latest is not None and (champion is None or latest.version > champion.version):
-            learner.challenger = _load(latest)
+            learner.challenger = boosting.load(latest)
         return learner
 
     def replay(self, batch: TrainingBatch) -> None:
@@ -206,7 +197,7 @@ class TaskLearner:
 
     def adopt_champion(self, version: ModelVersion) -> None:
         """Make ``version`` the champion (an operator's promote/rollback in the registry)."""
-        self.champion, self.challenger = _load(version), None
+        self.champion, self.challenger = boosting.load(version), None
         self._champion_losses.clear()
         self.next_version = max(self.next_version, version.version + 1)
 
@@ -261,7 +252,7 @@ class TaskLearner:
         champion, challenger = self.champion, self.challenger
         if champion is None:
             return None, {}, None, False
-        raw = _predict(champion.booster, x)
+        raw = boosting.predict(champion.booster, x)
         served = apply_calibration(champion.record.calibration, raw)
         scores = batch_metrics(classifier, served, y, baseline) if not grew else {}
         if grew:
@@ -274,7 +265,7 @@ class TaskLearner:
         promotion = None
         if challenger is not None:
             challenger_served = apply_calibration(
-                challenger.record.calibration, _predict(challenger.booster, x)
+                challenger.record.calibration, boosting.predict(challenger.booster, x)
             )
             challenger_loss = gate_loss(classifier, challenger_served, y)
             gain = (champion_loss - challenger_loss) / max(abs(champion_loss), 1e-9)
@@ -339,59 +330,31 @@ class TaskLearner:
 
     # ---- training -----------------------------------------------------------------
 
-    def _params(self) -> dict[str, Any]:
-        objective = {
-            Objective.BINARY: "binary",
-            Objective.MULTICLASS: "multiclass",
-            Objective.REGRESSION: "regression",
-            # TrainingBatch carries no query groups, so ranking is learned pointwise.
-            Objective.RANKING: "regression",
-        }[self.task.objective]
-        params: dict[str, Any] = {
-            "objective": objective,
-            "num_leaves": self.policy.num_leaves,
-            "learning_rate": self.policy.learning_rate,
-            "num_threads": 1,
-            "verbosity": -1,
-            "seed": self.seed,
-            "deterministic": True,
-            "min_data_in_leaf": 10,
-            "max_bin": 63,
-            "feature_pre_filter": False,
-            "max_cat_to_onehot": 8,
-        }
-        if objective == "multiclass":
-            params["num_class"] = self.labels.num_classes
-        return params
-
-    def _train(self, strategy: str) -> _Model:
+    def _train(self, strategy: str) -> Model:
         x, y = self.window.x, self.window.y
         assert x is not None  # the batch was just added
         base = self.champion
-        params = self._params()
         self._last_tried[strategy] = self.updates
+        params = boosting.params_for(
+            self.task.objective, self.policy, num_classes=self.labels.num_classes, seed=self.seed
+        )
+        fit = partial(
+            boosting.fit,
+            params,
+            x,
+            y,
+            feature_names=self.features.names,
+            categorical=self.features.categorical_indices,
+        )
         if strategy == "refit" and base is not None:
-            booster = base.booster.refit(x, y, decay_rate=_REFIT_DECAY)
-            iterations = base.iterations
+            booster = boosting.refit(base.booster, x, y)
+        elif strategy == "append" and base is not None:
+            booster = fit(rounds=self.policy.trees_per_update, init_model=base.booster)
         else:
-            data = lgb.Dataset(
-                x,
-                y,
-                feature_name=self.features.names,
-                categorical_feature=self.features.categorical_indices or "auto",
-                params=params,
-                free_raw_data=True,
-            )
-            if strategy == "append" and base is not None:
-                rounds = self.policy.trees_per_update
-                booster = lgb.train(params, data, num_boost_round=rounds, init_model=base.booster)
-                iterations = base.iterations + rounds
-            else:
-                strategy = "window"
-                rounds = self._window_rounds()
-                booster = lgb.train(params, data, num_boost_round=rounds)
-                iterations = rounds
-        return _Model(booster, self._record(booster, strategy, base), iterations)
+            strategy = "window"
+            booster = fit(rounds=self._window_rounds())
+        # LightGBM stops early when no split is left, so count what it actually built.
+        return Model(booster, self._record(booster, strategy, base), booster.current_iteration())
 
     def _window_rounds(self) -> int:
         if self.policy.strategy == "append":
@@ -400,7 +363,7 @@ class TaskLearner:
         # Half the budget, so appends have room before the next retrain or refit.
         return max(self.policy.trees_per_update, self.policy.max_trees // 2)
 
-    def _record(self, booster: lgb.Booster, strategy: str, base: _Model | None) -> ModelVersion:
+    def _record(self, booster: lgb.Booster, strategy: str, base: Model | None) -> ModelVersion:
         text = booster.model_to_string()
         calibration: dict[str, Any] = {}
         if self.labels.is_classifier and self.prequential.raw is not None:
@@ -450,17 +413,5 @@ class TaskLearner:
         if self.champion is None:
             raise ModelError(f"task {self.task.name} has no champion yet")
         x = self.features.encode_rows(rows, learn=False)
-        raw = _predict(self.champion.booster, x)
+        raw = boosting.predict(self.champion.booster, x)
         return apply_calibration(self.champion.record.calibration, raw)
-
-
-def _predict(booster: lgb.Booster, x: Matrix) -> Matrix | Vector:
-    out: Matrix | Vector = np.asarray(booster.predict(x), dtype=np.float64)
-    return out
-
-
-def _load(record: ModelVersion) -> _Model:
-    if ModelVersion.hash_text(record.model_text) != record.model_sha256:
-        raise ModelIntegrityError(f"{record.registry_key()}: model text does not match its hash")
-    booster = lgb.Booster(model_str=record.model_text)
-    return _Model(booster, record, booster.current_iteration())
