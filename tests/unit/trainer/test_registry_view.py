@@ -78,3 +78,25 @@ def test_decode_refuses_an_unknown_kind_with_a_reason() -> None:
     assert err.value.reason == "broken_json"
     version = _version("t", 1)
     assert decode_registry_record(serde.encode(version)) == version
+
+
+def test_the_registry_api_is_pinned() -> None:
+    # The predictor, trainer and CLI build on these names: changing them breaks services.
+    import flywheel.registry
+
+    assert sorted(flywheel.registry.__all__) == [
+        "MAX_REGISTRY_RECORD_BYTES",
+        "ModelCache",
+        "ModelRegistry",
+        "RegistryRecord",
+        "RegistryView",
+        "TaskModels",
+        "announcement",
+        "champion_change",
+        "decode_registry_record",
+        "make_registry_producer",
+        "publish_registry_records",
+        "rebuild_cache",
+        "registry_record",
+    ]
+    assert all(hasattr(flywheel.registry, name) for name in flywheel.registry.__all__)
