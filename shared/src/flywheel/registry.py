@@ -22,7 +22,9 @@ API (small on purpose; the predictor, trainer and CLI all use it):
 * :func:`publish_registry_records` - write records (and a :class:`ModelPublished`
   announcement) with an ordinary idempotent producer; the trainer writes the same
   records inside its own Kafka transactions.
-* :func:`champion_change` - the next promotion/rollback event for a task.
+* :func:`champion_change` - the next promotion/rollback event for a task;
+  :func:`announcement` - its :class:`ModelPublished`;
+  :func:`make_registry_producer` - a producer sized for 16 MiB gzip'd versions.
 * :class:`ModelCache` - the Redis layout, all keys under ``RedisConfig.key_prefix``::
 
       {prefix}model:{task}:{version}   hash  text = LightGBM text, meta = ModelVersion JSON
