@@ -18,6 +18,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -345,28 +346,39 @@ class LocalStack:
     # -- down ----------------------------------------------------------------------------
 
     def down(self) -> list[tuple[ComponentRecord, Stopped | None]]:
-        """Stop what ``up`` started, services first; forget what it only used."""
+        """Stop what ``up`` started, services first; forget what it only used.
+
+        Two waves, each stopped in parallel: the services (so they flush into a live
+        Kafka), then Kafka and Redis.
+        """
         results: list[tuple[ComponentRecord, Stopped | None]] = []
         with file_lock(self.config.lock_file):
             state = self._load_state()
-            for name in reversed(list(state.components)):
-                record = state.components[name]
-                stopped = None
-                if record.managed and record.pid is not None:
-                    timeout = STOP_TIMEOUT_S.get(record.kind, 20.0)
-                    stopped = terminate(record.pid, record.start_ticks, timeout_s=timeout)
+            records = list(reversed(state.components.values()))
+            services = [record for record in records if record.kind == "service"]
+            dependencies = [record for record in records if record.kind != "service"]
+            for wave in (services, dependencies):
+                with ThreadPoolExecutor(max_workers=max(1, len(wave))) as pool:
+                    stopped_wave = list(pool.map(self._stop, wave))
+                for record, stopped in zip(wave, stopped_wave, strict=True):
                     self._reap(record.pid)
-                    if record.kind == "kafka" and stopped.outcome == "terminated":
+                    if record.kind == "kafka" and stopped and stopped.outcome == "terminated":
                         archive = kafka_local.publish_class_archive(record.argv)
                         if archive:
                             self.echo(f"kafka: class-data archive for faster starts: {archive}")
-                    remove_pid_file(self.config.pids_dir, name)
-                del state.components[name]
+                    remove_pid_file(self.config.pids_dir, record.name)
+                    del state.components[record.name]
+                    results.append((record, stopped))
                 state.save(self.config.stack_file)
-                results.append((record, stopped))
             self.config.stack_file.unlink(missing_ok=True)
             self._report_stray_pid_files()
         return results
+
+    def _stop(self, record: ComponentRecord) -> Stopped | None:
+        if not record.managed or record.pid is None:
+            return None
+        timeout = STOP_TIMEOUT_S.get(record.kind, 20.0)
+        return terminate(record.pid, record.start_ticks, timeout_s=timeout)
 
     def _report_stray_pid_files(self) -> None:
         """Pid files stack.json does not explain (a crash between spawn and save)."""
