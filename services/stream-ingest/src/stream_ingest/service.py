@@ -35,6 +35,7 @@ __all__ = ["StreamIngest"]
 log = logging.getLogger(__name__)
 
 MAX_POLL_WAIT_S = 0.5
+MIN_POLL_WAIT_S = 0.005
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -162,12 +163,32 @@ class StreamIngest:
                     )
             self._reap()
             await self.flush(due_only=True)
+            self._apply_backpressure(consumer)
+            # getmany(timeout_ms=0) returns without suspending when nothing is fetched;
+            # yield so background commits and the fetcher always get the loop.
+            await asyncio.sleep(0)
 
     def _poll_wait(self) -> float:
-        deadlines = [d for s in self._states.values() if (d := s.deadline()) is not None]
-        if not deadlines:
-            return MAX_POLL_WAIT_S
-        return min(MAX_POLL_WAIT_S, max(0.0, min(deadlines) - time.monotonic()))
+        """Sleep in the poll until the next age-based flush is due, at most 0.5 s."""
+        wait = MAX_POLL_WAIT_S
+        now = time.monotonic()
+        for partition, state in self._states.items():
+            deadline = state.deadline()
+            if deadline is None:
+                continue
+            if partition in self._inflight:
+                # Due but waiting for its previous commit: check back shortly, not in a spin.
+                wait = min(wait, max(MIN_POLL_WAIT_S, deadline - now))
+            else:
+                wait = min(wait, max(0.0, deadline - now))
+        return wait
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop fetching a partition whose commit is slow and whose buffer keeps growing."""
+        limit = self.settings.ingest_max_poll_records
+        for partition, state in self._states.items():
+            if partition in self._inflight and state.buffered >= limit:
+                consumer.pause(TopicPartition(self._source_topic, partition))
 
     async def flush(self, *, due_only: bool) -> None:
         """Start a commit for every partition that is due (at shutdown: everything, awaited).
@@ -219,6 +240,8 @@ class StreamIngest:
         else:
             self._record(flush, time.monotonic() - started)
         self._inflight.pop(flush.partition, None)
+        if self._consumer is not None and flush.partition in self._owned:
+            self._consumer.resume(TopicPartition(self._source_topic, flush.partition))
 
     def _record(self, flush: Flush, seconds: float) -> None:
         m = self.metrics
