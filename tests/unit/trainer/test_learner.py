@@ -66,13 +66,22 @@ def test_a_worse_challenger_is_not_promoted() -> None:
         learner.score_then_learn(make_batch(rng, i, 300))
     champion = learner.champion
     assert champion is not None
-    # A challenger that learned the opposite concept must lose the gate on fresh data.
+    # Poison what the candidate learns from: it must lose the gate on the held-back rows.
     learner.window.y = 1.0 - learner.window.y
-    bad = learner._train("window")
-    learner.challenger = bad
+    rejected = learner.rejected_in_a_row
     report = learner.score_then_learn(make_batch(rng, 9, 300))
-    assert report.promotion is None
-    assert report.champion == champion.version
+    assert report.promotion is None and report.champion == champion.version
+    assert learner.rejected_in_a_row == rejected + 1
+
+
+def test_a_better_candidate_is_promoted_at_once_on_held_back_rows() -> None:
+    rng = np.random.default_rng(14)
+    learner = TaskLearner(make_task())
+    learner.score_then_learn(make_batch(rng, 0, 100))
+    report = learner.score_then_learn(make_batch(rng, 1, 500))
+    assert report.promotion is not None and report.promotion.version == 2
+    assert report.promotion.previous == 1 and "100 held-back events" in report.promotion.reason
+    assert report.champion == 2
 
 
 def test_unseen_categories_are_missing_and_codes_are_stable() -> None:

@@ -18,22 +18,28 @@ How one batch is handled (``score_then_learn``):
 1. **Test**: the champion scores the batch (unseen categories -> missing). These are the
    prequential numbers: accuracy, AUC, log loss (or RMSE, MAE), ECE, and the no-change
    baseline (each event's label predicted as the previous event's label).
-2. **Gate**: the pending challenger (the version trained on the previous batch) is
-   scored on the same batch, which neither model has seen. It becomes champion only if
-   its loss (log loss / RMSE) is not worse than the champion's by more than
-   ``promotion_tolerance``. The very first version is promoted once it has learned
-   ``policy.min_events_to_train`` events.
-3. **Train**: the batch joins the replay window (the last ``policy.window_events``
-   events) and a new candidate is trained, bounded by ``policy.max_trees``:
+2. **Train**: the batch joins the replay window (the last ``policy.window_events``
+   events) and a new candidate is trained on the window *except its newest
+   ``holdout_fraction`` of the batch* (held back; the next update learns them),
+   bounded by ``policy.max_trees``:
 
    * ``window`` - a fresh model on the window (``max_trees // 2`` rounds);
    * ``append`` - ``trees_per_update`` more rounds on the window from the champion
      (``init_model``), only while the total stays within ``max_trees``;
    * ``refit``  - the champion's trees, leaf values refitted to the window;
    * ``auto``   - ``window`` when there is no model, when the classes grew or when the
-     champion's latest batch loss jumped (drift); otherwise the strategy whose past
-     challengers beat the champion by the most on the next batch (an EWMA of relative
-     loss gains), with every feasible strategy re-tried now and then.
+     champion's latest batch loss jumped (drift, which also cuts the window to the
+     newest events); otherwise the strategy whose candidates beat the champion by the
+     most at the gate (an EWMA of relative loss gains), every feasible strategy being
+     re-tried now and then.
+3. **Gate**: champion and candidate are scored on the held-back rows, which neither has
+   learned. The candidate becomes champion only if its loss (log loss / RMSE) is not
+   worse than the champion's by more than ``promotion_tolerance``. The very first
+   version is promoted once ``policy.min_events_to_train`` events were learned.
+
+``events_trained`` counts events that entered the training window, held-back ones
+included (they are in the window, the next version learns them, and after a restart
+``replay`` puts them back).
 
 Calibration (isotonic, Platt, or a temperature for multiclass) is fitted on the recent
 window of the champion's out-of-sample scores and stored as JSON in the version.
@@ -58,7 +64,13 @@ from trainer import boosting
 from trainer.boosting import Model
 from trainer.calibration import apply_calibration, fit_calibration
 from trainer.encoding import FeatureEncoder, LabelEncoder, Matrix, Vector
-from trainer.prequential import PrequentialWindow, batch_metrics, gate_loss, no_change_predictions
+from trainer.prequential import (
+    PrequentialWindow,
+    batch_metrics,
+    gate_loss,
+    no_change_predictions,
+    row_losses,
+)
 
 __all__ = ["STRATEGIES", "BatchReport", "Promotion", "TaskLearner"]
 
@@ -68,6 +80,8 @@ _EXPLORE_EVERY = 8
 _GAIN_EWMA = 0.3
 # The champion's batch loss must exceed its recent mean by this factor to count as drift.
 _DRIFT_RATIO = 1.3
+# One-sided 95%: how sure the gate must be that a candidate is worse to refuse it.
+_WORSE_Z = 1.645
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,12 +136,14 @@ class TaskLearner:
         task: TaskDefinition,
         *,
         promotion_tolerance: float = 0.02,
+        holdout_fraction: float = 0.2,
         seed: int = 7,
         first_version: int = 1,
     ) -> None:
         self.task = task
         self.policy = task.training
         self.promotion_tolerance = promotion_tolerance
+        self.holdout_fraction = holdout_fraction
         self.seed = seed
         self.features = FeatureEncoder(task.features)
         self.labels = LabelEncoder(task)
@@ -136,7 +152,6 @@ class TaskLearner:
             self.policy.window_events, classifier=self.labels.is_classifier
         )
         self.champion: Model | None = None
-        self.challenger: Model | None = None
         self.next_version = first_version
         self.events_trained = 0
         self.updates = 0
@@ -177,8 +192,6 @@ class TaskLearner:
             learner.labels = LabelEncoder(task, list(newest.label_classes))
         if champion is not None and tuple(champion.feature_schema) == tuple(task.features):
             learner.champion = boosting.load(champion)
-        if latest is not None and (champion is None or latest.version > champion.version):
-            learner.challenger = boosting.load(latest)
         return learner
 
     def replay(self, batch: TrainingBatch) -> None:
@@ -197,14 +210,14 @@ class TaskLearner:
 
     def adopt_champion(self, version: ModelVersion) -> None:
         """Make ``version`` the champion (an operator's promote/rollback in the registry)."""
-        self.champion, self.challenger = boosting.load(version), None
+        self.champion = boosting.load(version)
         self._champion_losses.clear()
         self.next_version = max(self.next_version, version.version + 1)
 
     # ---- the loop ---------------------------------------------------------------------
 
     def score_then_learn(self, batch: TrainingBatch) -> BatchReport:
-        """Score ``batch`` with the champion, gate the challenger, then learn the batch."""
+        """Score ``batch`` with the champion, learn it, gate the new version on held-back rows."""
         if batch.task != self.task.name:
             raise ValueError(f"task: batch is for {batch.task!r}, learner for {self.task.name!r}")
         started = time.perf_counter()
@@ -216,22 +229,17 @@ class TaskLearner:
         baseline = no_change_predictions(y, self._last_label)
         self._last_label = float(y[-1])
 
-        scored_by, this_batch, promotion, drift = self._test_and_gate(x_seen, y, baseline, grew)
+        scored_by, this_batch, drift = self._test(x_seen, y, baseline, grew)
         if drift:
             # The concept moved: older events now teach the wrong thing, keep the recent.
             self.window.keep_last(min(n, self.policy.window_events // 5))
         self.window.add(x, y)
         self.events_trained += n
+        held = self._held_back(n) if self.champion is not None and not grew else 0
         strategy = self._choose_strategy(grew=grew, drift=drift)
-        candidate = self._train(strategy)
+        candidate = self._train(strategy, held_back=held)
         self.updates += 1
-        if self.champion is None and self.events_trained >= self.policy.min_events_to_train:
-            promotion = Promotion(
-                candidate.version, None, "first model of the task", dict(candidate.record.metrics)
-            )
-            self.champion, self.challenger = candidate, None
-        else:
-            self.challenger = candidate
+        promotion = self._gate(candidate, x_seen[n - held :], y[n - held :], grew=grew)
         return BatchReport(
             task=self.task.name,
             rows=n,
@@ -245,60 +253,70 @@ class TaskLearner:
             champion=None if self.champion is None else self.champion.version,
         )
 
-    def _test_and_gate(
+    def _held_back(self, rows: int) -> int:
+        held = max(1, round(self.holdout_fraction * rows))
+        # The candidate needs something to learn from besides what it is tested on.
+        return held if len(self.window) - held >= 2 else 0
+
+    def _test(
         self, x: Matrix, y: Vector, baseline: Vector, grew: bool
-    ) -> tuple[int | None, dict[str, float], Promotion | None, bool]:
+    ) -> tuple[int | None, dict[str, float], bool]:
+        """The champion's prequential scores on the batch, and whether they show drift."""
+        champion = self.champion
+        if champion is None or grew:
+            # A model that cannot name a new class has no meaningful score on it.
+            return (None if champion is None else champion.version), {}, grew
         classifier = self.labels.is_classifier
-        champion, challenger = self.champion, self.challenger
-        if champion is None:
-            return None, {}, None, False
         raw = boosting.predict(champion.booster, x)
         served = apply_calibration(champion.record.calibration, raw)
-        scores = batch_metrics(classifier, served, y, baseline) if not grew else {}
-        if grew:
-            # Scores from a model that cannot name the new class would be meaningless.
-            return champion.version, {}, self._promote_pending("new label class"), True
         self.prequential.add(raw, served, y, baseline)
-        champion_loss = gate_loss(classifier, served, y)
-        drift = self._drift(champion_loss)
-        self._champion_losses.append(champion_loss)
-        promotion = None
-        if challenger is not None:
-            challenger_served = apply_calibration(
-                challenger.record.calibration, boosting.predict(challenger.booster, x)
-            )
-            challenger_loss = gate_loss(classifier, challenger_served, y)
-            gain = (champion_loss - challenger_loss) / max(abs(champion_loss), 1e-9)
-            previous = self._gains.get(challenger.record.strategy)
-            self._gains[challenger.record.strategy] = (
-                gain if previous is None else (1 - _GAIN_EWMA) * previous + _GAIN_EWMA * gain
-            )
-            allowed = champion_loss * (1 + self.promotion_tolerance) + 1e-12
-            if math.isfinite(challenger_loss) and challenger_loss <= allowed:
-                promotion = self._promote_pending(
-                    f"not worse on {len(y)} held-back events: "
-                    f"loss {challenger_loss:.4f} vs champion {champion_loss:.4f}",
-                    {"challenger_loss": challenger_loss, "champion_loss": champion_loss},
-                )
-            else:
-                self.challenger = None
-                self.rejected_in_a_row += 1
-        if promotion is not None:
-            self.rejected_in_a_row = 0
-        return champion.version, scores, promotion, drift
+        loss = gate_loss(classifier, served, y)
+        drift = self._drift(loss)
+        self._champion_losses.append(loss)
+        return champion.version, batch_metrics(classifier, served, y, baseline), drift
 
-    def _promote_pending(
-        self, reason: str, metrics: dict[str, float] | None = None
-    ) -> Promotion | None:
-        challenger, champion = self.challenger, self.champion
-        if challenger is None:
+    def _gate(self, candidate: Model, x: Matrix, y: Vector, *, grew: bool) -> Promotion | None:
+        """Promote ``candidate`` if it is not worse than the champion on held-back ``x``."""
+        champion = self.champion
+        if champion is None or grew:
+            if champion is None and self.events_trained < self.policy.min_events_to_train:
+                return None
+            self.champion = candidate
+            reason = "first model of the task" if champion is None else "new label class"
+            previous = None if champion is None else champion.version
+            return Promotion(candidate.version, previous, reason, dict(candidate.record.metrics))
+        if len(y) == 0:
+            return None  # nothing held back (a one-event window): keep the champion
+        classifier = self.labels.is_classifier
+
+        def losses(model: Model) -> Vector:
+            served = apply_calibration(model.record.calibration, boosting.predict(model.booster, x))
+            return row_losses(classifier, served, y)
+
+        champion_rows, candidate_rows = losses(champion), losses(candidate)
+        champion_loss, candidate_loss = float(champion_rows.mean()), float(candidate_rows.mean())
+        gain = (champion_loss - candidate_loss) / max(abs(champion_loss), 1e-9)
+        strategy = candidate.record.strategy
+        previous_gain = self._gains.get(strategy)
+        self._gains[strategy] = (
+            gain if previous_gain is None else (1 - _GAIN_EWMA) * previous_gain + _GAIN_EWMA * gain
+        )
+        # "Not worse" as a paired one-sided test: refuse the candidate only when its
+        # extra loss exceeds the tolerance by more than the noise of a small hold-out.
+        diff = candidate_rows - champion_rows
+        noise = _WORSE_Z * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+        worse = float(diff.mean()) - noise > self.promotion_tolerance * abs(champion_loss)
+        if worse or not math.isfinite(candidate_loss):
+            self.rejected_in_a_row += 1
             return None
-        self.champion, self.challenger = challenger, None
+        self.rejected_in_a_row = 0
+        self.champion = candidate
         return Promotion(
-            challenger.version,
-            None if champion is None else champion.version,
-            reason,
-            metrics or {},
+            candidate.version,
+            champion.version,
+            f"not worse on {len(y)} held-back events: "
+            f"loss {candidate_loss:.4f} vs champion {champion_loss:.4f}",
+            {"challenger_loss": candidate_loss, "champion_loss": champion_loss},
         )
 
     def _drift(self, loss: float) -> bool:
@@ -322,7 +340,7 @@ class TaskLearner:
             return "window"
         feasible = [s for s in STRATEGIES if s != "append" or fits]
         stale = min(feasible, key=lambda s: self._last_tried.get(s, -1))
-        # After a resume the gains of the registry's challenger exist but no try does.
+        # A strategy may have a gain but no try in this process (explore it then).
         last = self._last_tried.get(stale, -_EXPLORE_EVERY)
         if stale not in self._gains or self.updates - last >= _EXPLORE_EVERY:
             return stale
@@ -330,9 +348,12 @@ class TaskLearner:
 
     # ---- training -----------------------------------------------------------------
 
-    def _train(self, strategy: str) -> Model:
+    def _train(self, strategy: str, *, held_back: int = 0) -> Model:
         x, y = self.window.x, self.window.y
         assert x is not None  # the batch was just added
+        if held_back:
+            # The newest rows are the gate's test set; the next update learns them.
+            x, y = x[:-held_back], y[:-held_back]
         base = self.champion
         self._last_tried[strategy] = self.updates
         params = boosting.params_for(

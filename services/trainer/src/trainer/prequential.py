@@ -19,7 +19,13 @@ from sklearn.metrics import roc_auc_score
 from trainer.calibration import expected_calibration_error
 from trainer.encoding import Matrix, Vector
 
-__all__ = ["PrequentialWindow", "batch_metrics", "gate_loss", "no_change_predictions"]
+__all__ = [
+    "PrequentialWindow",
+    "batch_metrics",
+    "gate_loss",
+    "no_change_predictions",
+    "row_losses",
+]
 
 _EPS = 1e-12
 
@@ -31,15 +37,23 @@ def _probability_matrix(scores: Matrix | Vector) -> Matrix:
     return np.column_stack([1.0 - p, p])
 
 
+def row_losses(classifier: bool, scores: Matrix | Vector, labels: Vector) -> Vector:
+    """Per-event loss: log loss, or squared error for regression."""
+    if not classifier:
+        out: Vector = (scores - labels) ** 2
+        return out
+    probs = _probability_matrix(scores)
+    picked = probs[np.arange(len(labels)), labels.astype(np.int64)]
+    logs: Vector = -np.log(np.clip(picked, _EPS, 1.0))
+    return logs
+
+
 def gate_loss(classifier: bool, scores: Matrix | Vector, labels: Vector) -> float:
     """The loss champion and challenger are compared on: log loss, or RMSE for regression."""
     if len(labels) == 0:
         return math.nan
-    if not classifier:
-        return float(np.sqrt(np.mean((scores - labels) ** 2)))
-    probs = _probability_matrix(scores)
-    picked = probs[np.arange(len(labels)), labels.astype(np.int64)]
-    return float(-np.log(np.clip(picked, _EPS, 1.0)).mean())
+    mean = float(row_losses(classifier, scores, labels).mean())
+    return mean if classifier else math.sqrt(mean)
 
 
 def no_change_predictions(labels: Vector, previous: float | None) -> Vector:
