@@ -23,6 +23,8 @@ import uvloop
 async def _read_response(reader: asyncio.StreamReader) -> int:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
+    if b"content-length:" not in head.lower():
+        raise ValueError("response without Content-Length (chunked replies are not framed)")
     length = 0
     for line in head.split(b"\r\n"):
         if line[:15].lower() == b"content-length:":
@@ -61,7 +63,8 @@ async def run(spec: dict[str, object]) -> dict[str, object]:
                 try:
                     writer.write(request)
                     status = await _read_response(reader)
-                except (OSError, asyncio.IncompleteReadError):
+                except (OSError, ValueError, asyncio.IncompleteReadError):
+                    # A reply this client cannot frame counts as an error, never as a hang.
                     errors += 1
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, port)

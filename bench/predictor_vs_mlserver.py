@@ -18,7 +18,9 @@ own process) drives both, interleaved at every point so both see the same machin
 
 * single-row p50/p99 at 100, 500 and 1000 req/s;
 * the maximum rate with p99 <= 10 ms and no errors (a ladder of rates);
-* 100-row batches at 20 and 100 req/s.
+* 100-row batches at 20 and 100 req/s;
+* beside them, the HTTP floor: a bare ASGI app on the predictor's own uvicorn stack
+  (predictor_floor_app.py) at the single-row rates, i.e. what any request costs here.
 
 Every point is repeated ``--reps`` times; the medians are reported and written to
 bench/results/predictor_vs_mlserver.json with the raw runs and the machine.
@@ -194,6 +196,22 @@ def start_flywheel(
     return process, port, (kafka, redis)
 
 
+def start_floor() -> tuple[subprocess.Popen[bytes], int]:
+    """The bare uvicorn stack (predictor_floor_app.py): the per-request floor."""
+    port = free_port()
+    code = (
+        "import uvicorn; uvicorn.run('predictor_floor_app:app', host='127.0.0.1', "
+        f"port={port}, log_level='warning', loop='uvloop', http='httptools', access_log=False)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT / "bench")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", lambda r: r.status_code == 200, timeout_s=60)
+    except BaseException:
+        stop(process)
+        raise
+    return process, port
+
+
 def start_mlserver(version: ModelVersion, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     if not MLSERVER.exists():
         raise SystemExit(f"MLServer is not installed at {MLSERVER} (see this file's docstring)")
@@ -353,8 +371,11 @@ def main() -> None:
         try:
             ml_process, ml_port = start_mlserver(version, workdir)
             processes.append(ml_process)
+            floor_process, floor_port = start_floor()
+            processes.append(floor_process)
             ports = {"flywheel": fw_port, "mlserver": ml_port}
             pids = {"flywheel": fw_process.pid, "mlserver": ml_process.pid}
+            floor_runs: dict[str, list[Any]] = {}
             # Same model, same answer: the comparison is of serving, not of models.
             fw = httpx.post(
                 f"http://127.0.0.1:{fw_port}{paths['flywheel']}",
@@ -372,6 +393,16 @@ def main() -> None:
             raw: dict[str, Any] = {n: {"single": {}, "batch": {}, "max": []} for n in ports}
             for _ in range(args.reps):
                 for rate in SINGLE_RATES:
+                    floor_runs.setdefault(str(rate), []).append(
+                        load(
+                            floor_port,
+                            "/",
+                            single["flywheel"],
+                            rate,
+                            args.duration,
+                            pid=floor_process.pid,
+                        )
+                    )
                     for name, port in ports.items():
                         point = load(
                             port, paths[name], single[name], rate, args.duration, pid=pids[name]
@@ -400,6 +431,9 @@ def main() -> None:
             "max_rate_p99_le_10ms": statistics.median(m["max_rate"] for m in data["max"]),
             "max_runs": data["max"],
         }
+    summary["http_floor"] = {
+        "single": {rate: median_point(runs) for rate, runs in floor_runs.items()}
+    }
     ratio = summary["flywheel"]["max_rate_p99_le_10ms"] / max(
         summary["mlserver"]["max_rate_p99_le_10ms"], 1
     )
@@ -447,6 +481,9 @@ def _print(report: dict[str, Any]) -> None:
             fw_cell = f"{fw['p50_ms']:.2f} / {fw['p99_ms']:.2f} ({fw['cpu_ms_per_request']:.2f})"
             ml_cell = f"{ml['p50_ms']:.2f} / {ml['p99_ms']:.2f} ({ml['cpu_ms_per_request']:.2f})"
             print(f"{name:<28}{fw_cell:>24}{ml_cell:>24}")
+    for rate, point in results["http_floor"]["single"].items():
+        cell = f"{point['p50_ms']:.2f} / {point['p99_ms']:.2f} ({point['cpu_ms_per_request']:.2f})"
+        print(f"{'HTTP floor @ ' + rate + ' req/s':<28}{cell:>24}")
     fw_max = results["flywheel"]["max_rate_p99_le_10ms"]
     ml_max = results["mlserver"]["max_rate_p99_le_10ms"]
     print(
