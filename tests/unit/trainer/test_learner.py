@@ -193,3 +193,17 @@ def test_replay_refills_the_window_without_scoring_or_counting() -> None:
     report = resumed.score_then_learn(make_batch(rng, 3, 200))
     assert report.candidate.events_trained == 800
     assert report.candidate.metrics["window_events"] == 800
+
+
+def test_a_perfectly_learned_task_keeps_promoting() -> None:
+    # Regression: with the champion's loss near 0, float noise between two perfect
+    # models counted as "worse" and every new version was refused.
+    rng = np.random.default_rng(15)
+    learner = TaskLearner(make_task())
+    promoted = 0
+    for i in range(6):
+        batch = make_batch(rng, i, 200)
+        labels = [agent == "x" for agent in batch.columns["agent"]]
+        report = learner.score_then_learn(batch.model_copy(update={"labels": labels}))
+        promoted += report.promotion is not None
+    assert promoted >= 5

@@ -82,6 +82,9 @@ _GAIN_EWMA = 0.3
 _DRIFT_RATIO = 1.3
 # One-sided 95%: how sure the gate must be that a candidate is worse to refuse it.
 _WORSE_Z = 1.645
+# Losses are compared relative to at least this (log loss in nats; for regression,
+# this fraction of the label variance).
+_LOSS_FLOOR = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +308,10 @@ class TaskLearner:
         # extra loss exceeds the tolerance by more than the noise of a small hold-out.
         diff = candidate_rows - champion_rows
         noise = _WORSE_Z * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        worse = float(diff.mean()) - noise > self.promotion_tolerance * abs(champion_loss)
+        # A loss near 0 (a task learned perfectly) must not make float noise "worse".
+        floor = _LOSS_FLOOR if classifier else _LOSS_FLOOR * float(np.var(self.window.y))
+        allowed = self.promotion_tolerance * max(abs(champion_loss), floor)
+        worse = float(diff.mean()) - noise > allowed
         if worse or not math.isfinite(candidate_loss):
             self.rejected_in_a_row += 1
             return None
