@@ -39,6 +39,10 @@ class Settings(ServiceSettings):
     ingest_dlq_max_age_s: float = Field(default=1.0, gt=0, le=60)
     # Records fetched per poll; bounds the work between two flush checks.
     ingest_max_poll_records: int = Field(default=5_000, ge=1, le=100_000)
+    # A partition whose previous commit is still in flight keeps consuming up to this
+    # many buffered events, then pauses. Larger = more events per transaction when the
+    # broker is slow to commit (throughput), at the cost of memory.
+    ingest_max_buffered_events: int = Field(default=20_000, ge=100, le=1_000_000)
 
     @model_validator(mode="after")
     def _one_event_fits_a_batch(self) -> Self:

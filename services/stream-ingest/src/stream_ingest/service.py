@@ -185,7 +185,7 @@ class StreamIngest:
 
     def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
         """Stop fetching a partition whose commit is slow and whose buffer keeps growing."""
-        limit = self.settings.ingest_max_poll_records
+        limit = self.settings.ingest_max_buffered_events
         for partition, state in self._states.items():
             if partition in self._inflight and state.buffered >= limit:
                 consumer.pause(TopicPartition(self._source_topic, partition))
