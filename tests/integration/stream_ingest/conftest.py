@@ -140,7 +140,12 @@ class Ingest:
     @contextlib.asynccontextmanager
     async def running(self, **overrides: object) -> AsyncIterator[StreamIngest]:
         """An in-process stream-ingest (no HTTP port) for the duration of the block."""
-        service = StreamIngest(self.settings(**overrides), serve_http=False)
+        wrap_writer = overrides.pop("wrap_writer", None)
+        service = StreamIngest(
+            self.settings(**overrides),
+            serve_http=False,
+            wrap_writer=wrap_writer,  # type: ignore[arg-type]
+        )
         await service.start()
         runner = asyncio.create_task(service.run())
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -52,7 +53,13 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class StreamIngest:
     name = "stream-ingest"
 
-    def __init__(self, settings: Settings, *, serve_http: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        serve_http: bool = True,
+        wrap_writer: Callable[[KafkaFlushWriter], FlushWriter] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = IngestMetrics()
         self._serve_http = serve_http
@@ -62,7 +69,7 @@ class StreamIngest:
         self._validator = EventValidator(
             self.catalog.get, max_event_bytes=settings.ingest_max_event_bytes
         )
-        self._writer: FlushWriter = KafkaFlushWriter(
+        writer = KafkaFlushWriter(
             self._config,
             transactional_id_stem=settings.ingest_transactional_id,
             group_id=self._group_id,
@@ -71,6 +78,8 @@ class StreamIngest:
             dlq_topic=self._config.topic(FEEDBACK_DLQ),
             changelog_topic=self._config.topic(DEDUP_CHANGELOG),
         )
+        # wrap_writer lets the integration tests inject broker failures mid-transaction.
+        self._writer: FlushWriter = wrap_writer(writer) if wrap_writer else writer
         self._states: dict[int, PartitionState] = {}
         self._lock = asyncio.Lock()
         self._inflight: dict[int, asyncio.Task[None]] = {}
