@@ -43,6 +43,7 @@ from flywheel import serde
 from flywheel.catalog import apply_tasks
 from flywheel.events import FeedbackEvent, ModelPublished, ModelVersion, TrainingBatch
 from flywheel.kafka import KafkaConfig, ensure_topics, make_consumer, make_producer
+from flywheel.redis import RedisConfig, connect_redis
 from flywheel.registry import decode_registry_record
 from flywheel.tasks import TaskDefinition
 from flywheel.topics import FEEDBACK_EVENTS, MODELS_PUBLISHED, MODELS_REGISTRY, TRAINING_BATCHES
@@ -117,6 +118,17 @@ async def watch(config: KafkaConfig, seen: Observed, stop: asyncio.Event) -> Non
                     pending.remove(announcement)
     finally:
         await consumer.stop()
+
+
+async def forget_cache(prefix: str) -> None:
+    """The trainer cached champions under the run's own prefix: leave Redis clean."""
+    redis = connect_redis(RedisConfig(key_prefix=prefix))
+    try:
+        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
 
 
 def first_covering(points: list[tuple[int, float]], ordinal: int) -> float | None:
@@ -207,6 +219,7 @@ async def run(rate: float, seconds: float) -> dict[str, object]:
             proc.send_signal(signal.SIGTERM)
         for proc in procs:
             await asyncio.wait_for(proc.wait(), timeout=30)
+        await forget_cache(env["FLYWHEEL_REDIS_KEY_PREFIX"])
 
     version_s, champion_s, flush_s = [], [], []
     skip = max(1, len(publish_times) // 10)
