@@ -16,6 +16,7 @@ from flywheel.topics import (
     PREDICTIONS_RESULTS,
 )
 from predictor.partitions import assign_all_partitions
+from tests.integration.heartbeats import wait_for_heartbeat
 from tests.integration.predictor.conftest import ModelPublisher, StartService, client_for, wait_for
 from tests.unit.predictor.modelkit import ROW, train_version
 
@@ -97,14 +98,16 @@ async def test_empty_redis_is_rebuilt_from_the_registry(
     assert await redis_client.get(f"{redis_prefix}champion:{TASK}") == b"1"  # type: ignore[attr-defined]
 
 
-async def test_every_prediction_is_logged(
+async def test_every_prediction_is_logged_and_counted_in_the_heartbeat(
     publisher: ModelPublisher, start_service: StartService, kafka_namespace: KafkaConfig
 ) -> None:
     await publisher.publish(train_version(TASK, 1))
-    service = await start_service()
+    service = await start_service(heartbeat_interval_s=0.5)
     async with client_for(service) as client:
         one = (await client.post(URL, json={"features": ROW})).json()
         rows = (await client.post(URL, json={"rows": [ROW, ROW]})).json()
+        refused = await client.post(URL, json={"features": {**ROW, "steps": "x"}})
+        assert refused.status_code == 422
     expected = {one["prediction_id"], *(p["prediction_id"] for p in rows["predictions"])}
     logged = [
         serde.decode(PredictionLog, v)
@@ -112,6 +115,16 @@ async def test_every_prediction_is_logged(
     ]
     assert {entry.prediction_id for entry in logged} == expected
     assert all(entry.task == TASK and entry.model_version == 1 for entry in logged)
+    # The heartbeat on services.heartbeats carries the same counts.
+    beat = await wait_for_heartbeat(
+        kafka_namespace,
+        "predictor",
+        lambda b: b.gauges.get("requests_total") == 3 and "prediction_log_queue_depth" in b.gauges,
+    )
+    assert beat.gauges["request_errors_total"] == 0
+    assert beat.gauges["models_loaded"] == 1
+    assert beat.gauges["prediction_log_overflow_total"] == 0
+    assert beat.rss_bytes > 0
 
 
 async def test_online_features_from_kafka_are_joined(

@@ -233,3 +233,48 @@ async def test_cheap_rows_skip_the_cache_and_explanations_use_it(redis: FakeRedi
             answers.append(explained.json())
         assert [a["cached"] for a in answers] == [False, True]
         assert answers[0]["contributions"] == answers[1]["contributions"]
+
+
+async def test_heartbeat_gauges_count_requests_errors_models_and_the_log_queue(
+    redis: FakeRedis,
+) -> None:
+    from predictor.config import Settings
+    from predictor.prediction_log import PredictionLogSender
+    from predictor.service import PredictorService
+    from predictor.serving import heartbeat_gauges
+
+    predictor, app = await make_predictor(train_version(TASK), redis=redis)
+    # A queue of two and no producer: the third prediction overflows it.
+    predictor.log = PredictionLogSender(None, "predictions.log", predictor.metrics, max_queue=2)
+    async for client in _client(app):
+        for _ in range(3):
+            ok = await client.post(f"/v1/tasks/{TASK}/predict", json={"features": ROW})
+            assert ok.status_code == 200
+        bad = await client.post(f"/v1/tasks/{TASK}/predict", json={"features": {"steps": "x"}})
+        assert bad.status_code == 422  # the caller's mistake: a request, not an error
+        missing = await client.post("/v1/tasks/no.such/predict", json={"features": ROW})
+        assert missing.status_code == 404
+        redis.down = True
+        down = await client.post(
+            f"/v1/tasks/{TASK}/predict", json={"features": ROW, "entity_id": "user-1"}
+        )
+        assert down.status_code == 503  # ours: counted as an error
+    assert heartbeat_gauges(predictor) == {
+        "requests_total": 6.0,
+        "request_errors_total": 1.0,
+        "models_loaded": 1.0,
+        "prediction_log_queue_depth": 2.0,
+        "prediction_log_overflow_total": 1.0,
+        "prediction_log_dropped_total": 1.0,
+    }
+    await predictor.log.flush()  # no producer: both queued entries are dropped, counted
+    gauges = heartbeat_gauges(predictor)
+    assert gauges["prediction_log_queue_depth"] == 0.0
+    assert gauges["prediction_log_dropped_total"] == 3.0
+    # The service hands the publisher the same gauges (none before start-up).
+    service = PredictorService(Settings(heartbeat_interval_s=2.0))
+    assert service._gauges() == {}
+    service.predictor = predictor
+    beat = service.heartbeat.build()
+    assert beat.service == "predictor" and beat.gauges == heartbeat_gauges(predictor)
+    assert beat.rss_bytes > 0

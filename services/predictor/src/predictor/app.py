@@ -179,6 +179,7 @@ def create_app(predictor: Predictor) -> FastAPI:
             status = exc.status
             raise
         finally:
+            predictor.counts.count(status)
             metrics.requests.labels(task, str(status)).inc()
             metrics.latency.labels(task).observe(time.perf_counter() - started)
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from flywheel import serde
-from flywheel.errors import FlywheelError, SerdeError
+from flywheel.errors import FlywheelError, SerdeError, TaskError
 from flywheel.events import utc_now
 from flywheel.kafka import KafkaConfig, commit_processed, make_consumer
 from flywheel.prediction_batches import BatchError, PredictionBatchRequest, PredictionBatchResult
@@ -31,6 +31,14 @@ log = logging.getLogger(__name__)
 
 BATCH_GROUP = "flywheel-predictor-batch"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+def _status_of(exc: Refused | FlywheelError) -> int:
+    """The HTTP status the same failure would have had: bad input is the caller's
+    (4xx); a model that cannot score, or a dependency down, is ours (5xx)."""
+    if isinstance(exc, Refused):
+        return exc.status
+    return 422 if isinstance(exc, SerdeError | TaskError) else 500
 
 
 class BatchPredictions:
@@ -93,6 +101,7 @@ class BatchPredictions:
             )
         except SerdeError as exc:
             self._predictor.metrics.batch_requests.labels(exc.reason).inc()
+            self._predictor.counts.count(422)
             key = (record.key or b"").decode("utf-8", "replace")[:128]
             return PredictionBatchResult(
                 request_id=where,
@@ -105,12 +114,14 @@ class BatchPredictions:
             body: dict[str, Any] = exc.body if isinstance(exc, Refused) else {}
             reason = body.get("reason") or "refused"
             self._predictor.metrics.batch_requests.labels(reason).inc()
+            self._predictor.counts.count(_status_of(exc))
             return PredictionBatchResult(
                 request_id=request.request_id,
                 task=request.task,
                 error=BatchError(reason=reason, message=str(exc)[:2_000], field=body.get("field")),
             )
         self._predictor.metrics.batch_requests.labels("ok").inc()
+        self._predictor.counts.count(200)
         return PredictionBatchResult(
             request_id=request.request_id,
             task=request.task,

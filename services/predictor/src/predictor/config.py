@@ -32,6 +32,8 @@ class Settings(ServiceSettings):
     predictor_log_queue_size: int = Field(default=50_000, ge=100, le=10_000_000)
     predictor_batch_requests: bool = True
     predictor_online_features: bool = True
+    # Seconds between heartbeats on services.heartbeats (RSS, CPU, request counts).
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("predictor_host")
     @classmethod

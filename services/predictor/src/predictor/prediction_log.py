@@ -43,10 +43,16 @@ class PredictionLogSender:
         self._wake = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._stopping = False
+        # Plain counts beside the Prometheus ones, for the heartbeat: entries refused
+        # by the full queue, and every entry not logged (overflow + Kafka refusals).
+        self.overflowed = 0
+        self.dropped = 0
 
     def submit(self, entry: PredictionLog) -> None:
         if len(self._queue) >= self._max_queue:
             self._metrics.log_dropped.labels("queue_full").inc()
+            self.overflowed += 1
+            self.dropped += 1
             return
         self._queue.append(entry)
         self._wake.set()
@@ -73,6 +79,7 @@ class PredictionLogSender:
     async def _send(self, batch: list[PredictionLog]) -> None:
         if self._producer is None:
             self._metrics.log_dropped.labels("no_producer").inc(len(batch))
+            self.dropped += len(batch)
             return
         futures = []
         try:
@@ -86,10 +93,12 @@ class PredictionLogSender:
         except KafkaError as exc:
             log.error("predictions.log send failed: %s", exc)
             self._metrics.log_dropped.labels("kafka_error").inc(len(batch) - len(futures))
+            self.dropped += len(batch) - len(futures)
             results = await asyncio.gather(*futures, return_exceptions=True)
         failed = sum(1 for r in results if isinstance(r, BaseException))
         if failed:
             self._metrics.log_dropped.labels("kafka_error").inc(failed)
+            self.dropped += failed
         self._metrics.log_sent.inc(len(results) - failed)
 
     async def stop(self) -> None:

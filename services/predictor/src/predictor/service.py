@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import uvicorn
 from aiokafka import AIOKafkaProducer
 
+from flywheel.heartbeat import HeartbeatPublisher
 from flywheel.kafka import make_producer, wait_for_kafka
 from flywheel.redis import RedisConfig, connect_redis
 from flywheel.topics import PREDICTIONS_LOG
@@ -29,7 +30,7 @@ from predictor.keys import RedisKeys
 from predictor.metrics import PredictorMetrics
 from predictor.online import EntityStore, OnlineFeatureSync
 from predictor.prediction_log import PredictionLogSender
-from predictor.serving import Predictor
+from predictor.serving import Predictor, heartbeat_gauges
 from predictor.sources import CachedModelSource
 from predictor.store import ModelStore, PublishedFollower
 
@@ -67,6 +68,16 @@ class PredictorService:
         self._source: CachedModelSource | None = None
         self.predictor: Predictor | None = None
         self.port: int | None = None
+        self.heartbeat = HeartbeatPublisher(
+            self._kafka,
+            self.name,
+            instance=settings.instance_id or None,
+            interval_s=settings.heartbeat_interval_s,
+            gauges=self._gauges,
+        )
+
+    def _gauges(self) -> dict[str, float]:
+        return {} if self.predictor is None else heartbeat_gauges(self.predictor)
 
     async def start(self) -> None:
         s = self.settings
@@ -119,6 +130,7 @@ class PredictorService:
             kwargs = {} if self._batch_group_id is None else {"group_id": self._batch_group_id}
             self._batch = BatchPredictions(self._kafka, predictor, self._producer, **kwargs)
             await self._batch.start()
+        await self.heartbeat.start()
         predictor.started = True
         log.info("predictor ready", extra={"port": self.port, "models": loaded})
 
@@ -157,6 +169,7 @@ class PredictorService:
             self._server.should_exit = True
             with contextlib.suppress(Exception):
                 await self._serving
+        await self.heartbeat.stop()
         if self._batch is not None:
             await self._batch.stop()
         if self._follower is not None:

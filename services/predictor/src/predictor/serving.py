@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.errors import EventValidationError
@@ -23,7 +23,7 @@ from predictor.prediction_log import PredictionLogSender
 from predictor.scoring import ServingModel
 from predictor.store import ModelStore
 
-__all__ = ["Predictor", "Refused"]
+__all__ = ["Predictor", "Refused", "RequestCounts", "heartbeat_gauges"]
 
 
 class Refused(Exception):
@@ -35,6 +35,23 @@ class Refused(Exception):
         super().__init__(detail)
         self.status = status
         self.body = {"detail": detail, "field": field, "reason": reason}
+
+
+@dataclass
+class RequestCounts:
+    """Prediction requests answered by this process (HTTP and batch), for heartbeats.
+
+    An error is a request the predictor failed, not one it refused: a 5xx, or a
+    batch whose prediction failed. Refusals of bad input (4xx) are the caller's.
+    """
+
+    requests: int = 0
+    errors: int = 0
+
+    def count(self, status: int) -> None:
+        self.requests += 1
+        if status >= 500:
+            self.errors += 1
 
 
 @dataclass
@@ -52,6 +69,7 @@ class Predictor:
     # a round trip that costs more than scoring would make every request slower.
     cache_min_row_cost_us: float = 0.0
     started: bool = False
+    counts: RequestCounts = field(default_factory=RequestCounts)
 
     def model_for(self, task: str, api_key: str | None) -> ServingModel:
         if self.keyring.enabled:
@@ -172,3 +190,16 @@ class Predictor:
     def _count_unknown(self, model: ServingModel, result: dict[str, Any]) -> None:
         for name in result.get("unknown_categories", ()):
             self.metrics.unknown_categories.labels(model.task, name).inc()
+
+
+def heartbeat_gauges(predictor: Predictor) -> dict[str, float]:
+    """The predictor's heartbeat gauges (``flywheel.heartbeat``), from its own state."""
+    sender = predictor.log
+    return {
+        "requests_total": float(predictor.counts.requests),
+        "request_errors_total": float(predictor.counts.errors),
+        "models_loaded": float(len(predictor.store.tasks())),
+        "prediction_log_queue_depth": float(sender.pending),
+        "prediction_log_overflow_total": float(sender.overflowed),
+        "prediction_log_dropped_total": float(sender.dropped),
+    }
