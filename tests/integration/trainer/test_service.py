@@ -11,9 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from flywheel.catalog import apply_tasks
-from flywheel.kafka import KafkaConfig
+from flywheel.kafka import KafkaConfig, make_producer
 from flywheel.redis import RedisConfig
 from flywheel.registry import ModelCache
+from flywheel.topics import TRAINING_BATCHES
+from tests.integration.heartbeats import wait_for_heartbeat
 from trainer.config import Settings
 from trainer.service import TrainerService
 
@@ -33,6 +35,7 @@ def _settings(kafka: KafkaConfig, redis_config: RedisConfig) -> Settings:
         trainer_group_id=f"trainer-{uuid4().hex[:8]}",
         trainer_transactional_id=f"trainer-{uuid4().hex[:8]}",
         startup_timeout_s=20,
+        heartbeat_interval_s=0.5,
     )
 
 
@@ -52,6 +55,7 @@ async def test_batches_become_versions_champions_and_cached_models(
         await publish_batches(kafka, batches[:3])
         await asyncio.sleep(1.0)
         await publish_batches(kafka, batches[3:])
+        await _publish_broken_batch(kafka, task.name)
         registry = await wait_for_events_trained(kafka, {task.name: 1_200})
         versions = registry.versions(task.name)
         assert versions[-1].events_trained == 1_200  # every event counted exactly once
@@ -65,6 +69,16 @@ async def test_batches_become_versions_champions_and_cached_models(
             task.name
         )
         assert cached is not None and cached.version == champion.version
+        # Its heartbeat: 7 batches settled (one dead-lettered), the champion's size.
+        beat = await wait_for_heartbeat(
+            kafka, "trainer", lambda b: b.gauges.get("requests_total") == 7
+        )
+        assert beat.gauges["request_errors_total"] == 1
+        assert beat.gauges["events_trained_total"] == 1_200
+        assert beat.gauges["tasks_owned"] == 1
+        assert beat.gauges["model_trees"] == champion.trees
+        assert beat.gauges["model_bytes"] == len(champion.model_text)
+        assert beat.rss_bytes > 0
     finally:
         await service.stop()
         runner.cancel()
@@ -89,3 +103,12 @@ async def test_batches_become_versions_champions_and_cached_models(
         await restarted.stop()
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+
+async def _publish_broken_batch(kafka: KafkaConfig, task: str) -> None:
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(kafka.topic(TRAINING_BATCHES), b"{not json", key=task.encode())
+    finally:
+        await producer.stop()

@@ -87,3 +87,51 @@ def test_retirement_keeps_the_newest_versions_and_every_recent_champion() -> Non
     assert [key for _, key, _ in tombstones] == [
         f"test.task@v{n}".encode() for n in (1, 3, 4, 5, 6)
     ]
+
+
+def test_heartbeat_gauges_come_from_the_owned_partitions_and_learners() -> None:
+    from aiokafka import TopicPartition
+
+    from trainer.learner import TaskLearner
+    from trainer.service import TrainerService
+
+    from .streams import make_task
+
+    service = TrainerService(Settings(heartbeat_interval_s=2.0))
+    assert service.heartbeat_gauges() == {
+        "partitions_owned": 0.0,
+        "tasks_owned": 0.0,
+        "learners": 0.0,
+        "model_trees": 0.0,
+        "model_bytes": 0.0,
+        "events_trained_total": 0.0,
+        "requests_total": 0.0,
+        "request_errors_total": 0.0,
+    }
+    learner = TaskLearner(make_task(max_trees=10, trees_per_update=5))
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        learner.score_then_learn(make_batch(rng, i, 60))
+    assert learner.champion is not None
+    champion = learner.champion.record
+    owned, other = TopicPartition("t", 0), TopicPartition("t", 1)
+    service._producers[owned] = object()  # type: ignore[assignment]
+    service._tasks_of[owned] = {"test.task"}
+    service._tasks_of[other] = {"gone.task"}  # revoked meanwhile: not owned
+    service.learners["test.task"] = learner
+    service.batches_total, service.batch_errors_total = 5, 2
+    service.events_trained_total = 180
+    gauges = service.heartbeat_gauges()
+    assert gauges == {
+        "partitions_owned": 1.0,
+        "tasks_owned": 1.0,
+        "learners": 1.0,
+        "model_trees": float(champion.trees),
+        "model_bytes": float(len(champion.model_text)),
+        "events_trained_total": 180.0,
+        "requests_total": 5.0,
+        "request_errors_total": 2.0,
+    }
+    assert champion.trees > 0
+    beat = service.heartbeat.build()
+    assert beat.service == "trainer" and beat.gauges == gauges

@@ -36,6 +36,7 @@ from flywheel import serde
 from flywheel.catalog import TaskCatalog
 from flywheel.errors import FlywheelError, SerdeError
 from flywheel.events import ModelVersion, TrainingBatch
+from flywheel.heartbeat import HeartbeatPublisher
 from flywheel.kafka import make_consumer, wait_for_kafka
 from flywheel.redis import RedisConfig, connect_redis, wait_for_redis
 from flywheel.registry import (
@@ -101,6 +102,41 @@ class TrainerService:
         # the consumer re-fetches from the committed offsets of the new assignment.
         self._generation = 0
         self._http: Any = None
+        # Plain counts for the heartbeat (the Prometheus series are per task).
+        self.batches_total = 0  # training batch records settled: learned or dead-lettered
+        self.batch_errors_total = 0  # of which dead-lettered, plus records of aborted updates
+        self.events_trained_total = 0
+        self.heartbeat = HeartbeatPublisher(
+            self.kafka,
+            self.name,
+            instance=settings.instance_id or None,
+            interval_s=settings.heartbeat_interval_s,
+            gauges=self.heartbeat_gauges,
+        )
+
+    def heartbeat_gauges(self) -> dict[str, float]:
+        """The trainer's heartbeat gauges (``flywheel.heartbeat``), from its own state.
+
+        A training batch is the trainer's unit of work, so ``requests_total`` counts
+        batches settled and ``request_errors_total`` those it failed (dead-lettered, or
+        in an update transaction that aborted).
+        """
+        owned = set().union(*(self._tasks_of.get(tp, set()) for tp in self._producers))
+        champions = [
+            learner.champion.record
+            for learner in self.learners.values()
+            if learner.champion is not None
+        ]
+        return {
+            "partitions_owned": float(len(self._producers)),
+            "tasks_owned": float(len(owned)),
+            "learners": float(len(self.learners)),
+            "model_trees": float(sum(record.trees for record in champions)),
+            "model_bytes": float(sum(len(record.model_text) for record in champions)),
+            "events_trained_total": float(self.events_trained_total),
+            "requests_total": float(self.batches_total),
+            "request_errors_total": float(self.batch_errors_total),
+        }
 
     @property
     def port(self) -> int:
@@ -134,6 +170,7 @@ class TrainerService:
             addr=self.settings.trainer_host,
             registry=self.metrics.registry,
         )
+        await self.heartbeat.start()
         self.metrics.up.set(1)
 
     async def run(self) -> None:
@@ -158,6 +195,7 @@ class TrainerService:
     async def stop(self) -> None:
         self._stopping.set()
         self.metrics.up.set(0)
+        await self.heartbeat.stop()
         async with self._lock:
             pass  # an update in flight finishes its transaction first; none starts after
         if self._consumer is not None:
@@ -266,9 +304,12 @@ class TrainerService:
     ) -> None:
         by_task: dict[str, list[tuple[ConsumerRecord, TrainingBatch]]] = defaultdict(list)
         outgoing: list[Outgoing] = []
+        refused = 0
         for record in records:
             batch = await self._decode(record, outgoing)
-            if batch is not None:
+            if batch is None:
+                refused += 1
+            else:
                 by_task[batch.task].append((record, batch))
         reports: list[BatchReport] = []
         alerts_topic = self.kafka.topic(ALERTS)
@@ -287,6 +328,7 @@ class TrainerService:
                     for record, _ in pairs
                 ]
                 self.metrics.dead_letters.labels("untrainable_batch").inc(len(pairs))
+                refused += len(pairs)
                 continue
             reports.append(report)
             through = merged.oldest_event_at or merged.created_at
@@ -319,12 +361,16 @@ class TrainerService:
                 "update transaction failed; re-reading the partition", extra={"p": tp.partition}
             )
             self.metrics.transactions_aborted.inc()
+            self.batches_total += len(records)
+            self.batch_errors_total += len(records)
             for task_name in by_task:
                 self.learners.pop(task_name, None)
                 self._alerts.forget(task_name)
             consumer.seek(tp, records[0].offset)
             await asyncio.sleep(0.5)
             return
+        self.batches_total += len(records)
+        self.batch_errors_total += refused
         await self._after_commit(outgoing, reports)
 
     async def _decode(
@@ -386,6 +432,7 @@ class TrainerService:
         for report in reports:
             task = report.task
             learner = self.learners.get(task)
+            self.events_trained_total += report.rows
             self.metrics.batches.labels(task).inc()
             self.metrics.events_trained.labels(task).set(report.candidate.events_trained)
             self.metrics.update_seconds.labels(report.strategy).observe(report.update_seconds)
