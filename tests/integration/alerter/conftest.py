@@ -92,6 +92,7 @@ async def running(
         alerter_consumer_group=group_id,
         alerter_api_key=SecretStr(API_KEY),
         alerter_shutdown_grace_s=1.0,
+        heartbeat_interval_s=0.5,
     )
     service = AlerterService(settings, parse_config(alerter_config(receiver_server, mailbox)))
     await service.start()

@@ -26,6 +26,7 @@ from tests.integration.alerter.conftest import (
     read_topic,
     wait_until,
 )
+from tests.integration.heartbeats import wait_for_heartbeat
 
 
 async def publish(config: KafkaConfig, *payloads: bytes) -> None:
@@ -109,6 +110,15 @@ async def test_every_receiver_gets_its_payload_with_retries_and_dead_letters(
     assert ("slack", AttemptOutcome.DELIVERED) in outcomes
     assert ("pd", AttemptOutcome.RETRYING) in outcomes
     assert ("hook", AttemptOutcome.FAILED) in outcomes
+    # The heartbeat counts the same: both dead letters, sends, the refused notification.
+    beat = await wait_for_heartbeat(
+        kafka_namespace, "alerter", lambda b: b.gauges.get("dlq_total") == 2
+    )
+    assert beat.gauges["request_errors_total"] == 1
+    assert beat.gauges["notifications_sent_total"] >= 3
+    assert beat.gauges["requests_total"] >= 4
+    assert beat.gauges["alerts"] == 3
+    assert "pending_intents" in beat.gauges and beat.rss_bytes > 0
 
     # The resolve reaches PagerDuty on the same dedup_key.
     resolved = critical.model_copy(update={"state": AlertState.RESOLVED})

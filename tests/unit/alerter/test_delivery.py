@@ -11,6 +11,7 @@ from alerter.clock import VirtualClock
 from alerter.delivery import RateLimiter, backoff_delay
 from alerter.receivers.base import PermanentDeliveryError, RetryableDeliveryError
 from flywheel.alerting import AttemptOutcome
+from flywheel.events import AlertSeverity
 from tests.unit.alerter.conftest import (
     Harness,
     ScriptedReceiver,
@@ -126,3 +127,66 @@ async def test_a_receiver_bug_is_dead_lettered_not_a_crash_loop() -> None:
     [dead] = h.journal.dead_letters
     assert dead.reason == "internal_error"
     assert "KeyError" in dead.error
+
+
+async def test_heartbeat_gauges_count_pending_intents_sends_and_dead_letters() -> None:
+    from aiokafka import TopicPartition
+
+    from alerter.config import Settings
+    from alerter.service import AlerterService
+    from flywheel.events import DeadLetter
+
+    team = ScriptedReceiver(
+        "team",
+        answers=[RetryableDeliveryError("HTTP 503", status_code=503), 200],
+        max_attempts=3,
+    )
+    oncall = ScriptedReceiver("oncall", answers=[PermanentDeliveryError("400", reason="rejected")])
+    h = build_harness(
+        simple_config(routes=[{"receiver": "oncall", "matchers": ['severity="critical"']}]),
+        {"team": team, "oncall": oncall},
+    )
+    engine = h.engine
+    assert engine.heartbeat_gauges()["requests_total"] == 0
+    broken = DeadLetter(
+        reason="broken_json",
+        error="not JSON",
+        original_b64="e30=",
+        source_topic="alerts",
+        source_partition=0,
+        source_offset=3,
+    )
+    await engine.accept(
+        [
+            make_alert(clock=h.clock, age_s=60),
+            make_alert("Down", severity=AlertSeverity.CRITICAL, clock=h.clock, age_s=60),
+        ],
+        [broken],
+        {TopicPartition("alerts", 0): 3},
+        None,
+    )
+    await h.tick(0)
+    # team got a 503 and is backing off: its intent is pending; oncall's went to the DLQ.
+    gauges = engine.heartbeat_gauges()
+    assert gauges == {
+        "alerts": 2.0,
+        "groups": 2.0,
+        "pending_intents": 1.0,
+        "notifications_sent_total": 0.0,
+        "notifications_suppressed_total": 0.0,
+        "dlq_total": 2.0,
+        "requests_total": 1.0,
+        "request_errors_total": 1.0,
+    }
+    for _ in range(10):
+        await h.tick(5)
+    gauges = engine.heartbeat_gauges()
+    assert gauges["pending_intents"] == 0
+    assert gauges["notifications_sent_total"] == 1
+    assert (gauges["requests_total"], gauges["request_errors_total"]) == (2, 1)
+    # The service hands its publisher the engine's gauges (none before start-up).
+    service = AlerterService(Settings(heartbeat_interval_s=2.0), simple_config(), h.clock)
+    assert service._gauges() == {}
+    service._engine = engine
+    beat = service.heartbeat.build()
+    assert beat.service == "alerter" and beat.gauges == gauges

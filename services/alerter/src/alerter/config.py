@@ -27,6 +27,8 @@ class Settings(ServiceSettings):
     alerter_api_key_file: Path | None = None
     alerter_api_key_sha256: SecretStr | None = None
     alerter_shutdown_grace_s: float = Field(default=5.0, ge=0, le=300)
+    # Seconds between heartbeats on services.heartbeats (RSS, CPU, intents, DLQ).
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
 
     @field_validator("alerter_api_key_sha256")
     @classmethod

@@ -95,6 +95,11 @@ class Deliverer:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._limiters: dict[str, RateLimiter] = {}
+        # For the heartbeat: intents being delivered now, and how each one settled.
+        self.pending: set[str] = set()
+        self.settled: dict[AttemptOutcome, int] = dict.fromkeys(
+            (AttemptOutcome.DELIVERED, AttemptOutcome.SUPPRESSED, AttemptOutcome.FAILED), 0
+        )
 
     def _limiter(self, receiver: Receiver) -> RateLimiter:
         limiter = self._limiters.get(receiver.rate_key)
@@ -158,10 +163,18 @@ class Deliverer:
                 extra={"receiver": intent.receiver, "reason": reason, "error": final.error},
             )
         await self._journal.settle(intent, final, intent.log_entry(final.at), dead_letter)
+        self.settled[final.outcome] = self.settled.get(final.outcome, 0) + 1
         return final.outcome
 
     async def deliver(self, intent: NotificationIntent) -> AttemptOutcome:
         """Send ``intent`` until it is settled; return how it settled."""
+        self.pending.add(intent.idempotency_key)
+        try:
+            return await self._deliver(intent)
+        finally:
+            self.pending.discard(intent.idempotency_key)
+
+    async def _deliver(self, intent: NotificationIntent) -> AttemptOutcome:
         receiver = self._receivers.get(intent.receiver)
         if receiver is None:
             error = PermanentDeliveryError(

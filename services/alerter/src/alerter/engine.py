@@ -32,6 +32,7 @@ from alerter.delivery import Deliverer
 from alerter.grouping import Dispatcher, Flush
 from alerter.journal import Journal, RestoredState
 from alerter.state import Silence
+from flywheel.alerting import AttemptOutcome
 from flywheel.events import Alert, DeadLetter
 
 __all__ = ["Engine"]
@@ -66,6 +67,7 @@ class Engine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
         self._stopping = False
+        self.rejected_total = 0  # unreadable alerts sent to alerts.dlq by this process
 
     @property
     def in_flight(self) -> int:
@@ -104,6 +106,7 @@ class Engine:
             now = self._clock.now()
             for alert in alerts:
                 self.dispatcher.insert(alert, now)
+            self.rejected_total += len(rejected)
         self._update_gauges()
         self._wake.set()
 
@@ -196,6 +199,25 @@ class Engine:
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    def heartbeat_gauges(self) -> dict[str, float]:
+        """The alerter's heartbeat gauges (``flywheel.heartbeat``), from its own state.
+
+        A notification is the alerter's unit of work: ``requests_total`` counts those
+        settled, ``request_errors_total`` those that failed (parked in ``alerts.dlq``).
+        """
+        settled = self._deliverer.settled
+        failed = settled.get(AttemptOutcome.FAILED, 0)
+        return {
+            "alerts": float(len(self.dispatcher.alerts)),
+            "groups": float(len(self.dispatcher.groups)),
+            "pending_intents": float(len(self._deliverer.pending)),
+            "notifications_sent_total": float(settled.get(AttemptOutcome.DELIVERED, 0)),
+            "notifications_suppressed_total": float(settled.get(AttemptOutcome.SUPPRESSED, 0)),
+            "dlq_total": float(failed + self.rejected_total),
+            "requests_total": float(sum(settled.values())),
+            "request_errors_total": float(failed),
+        }
 
     def _update_gauges(self) -> None:
         ACTIVE_ALERTS.set(len(self.dispatcher.alerts))

@@ -24,6 +24,7 @@ from alerter.receivers import TargetGuard, build_receivers
 from alerter.routing import AlerterConfig
 from flywheel.errors import SerdeError
 from flywheel.events import Alert, DeadLetter
+from flywheel.heartbeat import HeartbeatPublisher
 from flywheel.kafka import ensure_topics, make_consumer, make_producer, wait_for_kafka
 from flywheel.serde import decode, encode
 from flywheel.topics import ALERTS, ALERTS_DLQ, ALERTS_NOTIFICATIONS, ALERTS_STATE
@@ -59,6 +60,16 @@ class AlerterService:
         self._engine: Engine | None = None
         self._server: _Server | None = None
         self._server_task: asyncio.Task[None] | None = None
+        self.heartbeat = HeartbeatPublisher(
+            self._kafka,
+            self.name,
+            instance=settings.instance_id or None,
+            interval_s=settings.heartbeat_interval_s,
+            gauges=self._gauges,
+        )
+
+    def _gauges(self) -> dict[str, float]:
+        return {} if self._engine is None else self._engine.heartbeat_gauges()
 
     async def start(self) -> None:
         settings = self._settings
@@ -108,6 +119,7 @@ class AlerterService:
                 self._server_task.result()
                 raise RuntimeError("alerter HTTP server stopped during start-up")
             await asyncio.sleep(0.02)
+        await self.heartbeat.start()
         log.info(
             "alerter ready",
             extra={
@@ -164,6 +176,7 @@ class AlerterService:
                 await self._engine.accept(alerts, rejected, offsets, group_id)
 
     async def stop(self) -> None:
+        await self.heartbeat.stop()
         if self._engine is not None:
             await self._engine.stop(self._settings.alerter_shutdown_grace_s)
         if self._server is not None and self._server_task is not None:
