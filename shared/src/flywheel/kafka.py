@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from flywheel.errors import DependencyUnavailable
+from flywheel.errors import ConfigError, DependencyUnavailable
 from flywheel.topics import ALL_TOPICS, TopicSpec
 
 __all__ = [
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 # Kafka's default max.message.bytes is 1 MiB; batches are split to stay under this.
 MAX_MESSAGE_BYTES = 1_000_000
+_TOPIC_ALREADY_EXISTS = 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +164,20 @@ async def ensure_topics(config: KafkaConfig, topics: Iterable[TopicSpec] = ALL_T
             )
             for spec in missing
         ]
-        try:
-            await admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            # Another process raced us to it; the topic exists, which is all we need.
-            log.info("topics created concurrently by another process")
-        return [config.topic(spec) for spec in missing]
+        response = await admin.create_topics(new)
+        # aiokafka reports per-topic failures in the response instead of raising.
+        created: list[str] = []
+        refused: list[str] = []
+        for name, code, message in response.topic_errors:
+            if code == 0:
+                created.append(name)
+            elif code == _TOPIC_ALREADY_EXISTS:
+                # Another process raced us to it; the topic exists, which is all we need.
+                log.info("topic created concurrently by another process", extra={"topic": name})
+            else:
+                refused.append(f"{name}: {message} (error {code})")
+        if refused:
+            raise ConfigError("the broker refused to create topics: " + "; ".join(refused))
+        return created
     finally:
         await admin.close()

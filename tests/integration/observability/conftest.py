@@ -273,6 +273,8 @@ def live_loop(
         "FLYWHEEL_TOPIC_PREFIX": kafka.topic_prefix,
         "FLYWHEEL_LOG_FORMAT": "text",
         "FLYWHEEL_INSTANCE_ID": f"obs-{run}",
+        # Every service's heartbeat, often enough for the 1m windows to fill quickly.
+        "FLYWHEEL_HEARTBEAT_INTERVAL_S": "1",
         "PYTHONPATH": str(REPO),
     }
     extra: dict[str, dict[str, str]] = {
@@ -288,7 +290,6 @@ def live_loop(
         "optimizer": {
             "FLYWHEEL_TICK_S": "1",
             "FLYWHEEL_LAG_INTERVAL_S": "2",
-            "FLYWHEEL_HEARTBEAT_INTERVAL_S": "1",
             "FLYWHEEL_OPTIMIZER_RULES_FILE": str(tmp / "optimizer-rules.yml"),
         },
         "alerter": {"FLYWHEEL_ALERTER_CONSUMER_GROUP": f"obs{run}.alerter"},
@@ -314,6 +315,7 @@ def live_loop(
             dict(os.environ),
             tmp,
         )
+        _wait_until_prometheus_is_ready(loop)
         predictor_url = f"http://127.0.0.1:{ports['predictor']}" if "predictor" in running else None
         traffic = threading.Thread(
             target=run_async, args=(_traffic(kafka, predictor_url, loop.stop_traffic),)
@@ -328,6 +330,20 @@ def live_loop(
         for process in loop.processes.values():
             _stop(process)
         run_async(_delete_topics(kafka))
+
+
+def _wait_until_prometheus_is_ready(loop: LiveLoop, timeout_s: float = 60.0) -> None:
+    # Prometheus answers 503 on its API until the TSDB has opened; on a loaded
+    # machine that takes seconds, and a query then is not a missing series.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{loop.prometheus_url}/-/ready", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"prometheus not ready in {timeout_s:.0f}s:\n{loop.logs('prometheus')}")
 
 
 def wait_for_data(loop: LiveLoop, expr: str, *, deadline: float) -> list[Any]:

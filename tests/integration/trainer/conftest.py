@@ -9,20 +9,14 @@ from uuid import uuid4
 import pytest
 import redis.asyncio as aioredis
 
-from flywheel.kafka import KafkaConfig, ensure_topics, wait_for_kafka
+from flywheel.kafka import KafkaConfig
 from flywheel.redis import RedisConfig, connect_redis, wait_for_redis
 
 
 @pytest.fixture
-async def kafka() -> AsyncIterator[KafkaConfig]:
-    config = KafkaConfig(
-        bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
-        client_id="flywheel-trainer-tests",
-        topic_prefix=f"t{uuid4().hex[:10]}.",
-    )
-    await wait_for_kafka(config, timeout_s=30)
-    await ensure_topics(config)
-    yield config
+def kafka(kafka_namespace: KafkaConfig) -> KafkaConfig:
+    """All Flywheel topics under a private prefix, deleted after the test."""
+    return kafka_namespace
 
 
 @pytest.fixture
