@@ -131,7 +131,7 @@ class TrainingPolicy(_Strict):
     max_trees: int = Field(default=200, ge=1, le=5_000)
     trees_per_update: int = Field(default=20, ge=1, le=500)
     num_leaves: int = Field(default=31, ge=2, le=1024)
-    learning_rate: float = Field(default=0.1, gt=0, le=1)
+    learning_rate: float = Field(default=0.05, gt=0, le=1)
     min_events_to_train: int = Field(default=50, ge=1, le=100_000)
     calibration: Literal["isotonic", "platt", "none"] = "isotonic"
 

@@ -43,7 +43,7 @@ def test_model_size_stays_within_the_tree_budget(strategy: str) -> None:
     assert max(sizes) < 3 * np.median(sizes)
 
 
-def test_windowed_learning_recovers_from_drift_where_append_only_does_not() -> None:
+def test_windowed_learning_recovers_from_drift_at_least_as_well_as_append_only() -> None:
     def run(strategy: str) -> float:
         rng = np.random.default_rng(3)
         # append: unbounded init_model continuation (the budget is never reached here).
@@ -56,7 +56,11 @@ def test_windowed_learning_recovers_from_drift_where_append_only_does_not() -> N
                 accuracy.append(report.batch_metrics["accuracy"])
         return float(np.mean(accuracy))
 
-    assert run("auto") > run("append") + 0.05
+    # With trees sized to their data (boosting.params_for) append-only no longer stalls
+    # on this easy flip, but it grows without bound; the bounded learner must recover as
+    # well. (bench/prequential.py's lgbm-append shows the stall on Agrawal.)
+    auto = run("auto")
+    assert auto > 0.95 and auto >= run("append")
 
 
 def test_a_worse_challenger_is_not_promoted() -> None:

@@ -44,18 +44,37 @@ class Model:
         return self.record.version
 
 
+# Capacity sized to the rows a fit has: about this many rows per leaf (at least
+# MIN_LEAVES, at most the policy's num_leaves), and leaves of at least this fraction of
+# the rows (at least MIN_DATA_IN_LEAF). 200 events do not support 31-leaf trees.
+ROWS_PER_LEAF = 100
+MIN_LEAVES = 4
+MIN_DATA_IN_LEAF = 10
+MIN_DATA_FRACTION = 0.005
+
+
 def params_for(
-    objective: Objective, policy: TrainingPolicy, *, num_classes: int, seed: int
+    objective: Objective,
+    policy: TrainingPolicy,
+    *,
+    num_classes: int,
+    seed: int,
+    rows: int | None = None,
 ) -> dict[str, Any]:
+    """LightGBM parameters; with ``rows``, tree capacity scaled to a fit on that many rows."""
+    leaves, min_data = policy.num_leaves, MIN_DATA_IN_LEAF
+    if rows is not None:
+        leaves = min(leaves, max(MIN_LEAVES, rows // ROWS_PER_LEAF))
+        min_data = max(MIN_DATA_IN_LEAF, int(rows * MIN_DATA_FRACTION))
     params: dict[str, Any] = {
         "objective": _OBJECTIVES[objective],
-        "num_leaves": policy.num_leaves,
+        "num_leaves": leaves,
         "learning_rate": policy.learning_rate,
         "num_threads": 1,
         "verbosity": -1,
         "seed": seed,
         "deterministic": True,
-        "min_data_in_leaf": 10,
+        "min_data_in_leaf": min_data,
         "max_bin": 63,
         "feature_pre_filter": False,
         "max_cat_to_onehot": 8,

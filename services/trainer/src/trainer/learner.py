@@ -363,7 +363,11 @@ class TaskLearner:
         base = self.champion
         self._last_tried[strategy] = self.updates
         params = boosting.params_for(
-            self.task.objective, self.policy, num_classes=self.labels.num_classes, seed=self.seed
+            self.task.objective,
+            self.policy,
+            num_classes=self.labels.num_classes,
+            seed=self.seed,
+            rows=len(y),
         )
         fit = partial(
             boosting.fit,
