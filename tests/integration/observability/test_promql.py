@@ -126,6 +126,49 @@ def test_alert_rule_series_return_data(live_loop: LiveLoop, expr: str) -> None:
     assert result, f"no data for {match.group('series')}\n{_diagnose(live_loop)}"
 
 
+# The name each service's heartbeat carries (``service`` label of the optimizer's series),
+# and whether the loop's traffic moves its ``requests_total`` (so it has an error ratio).
+HEARTBEATS: dict[str, tuple[str, bool]] = {
+    "stream_ingest": ("stream-ingest", True),
+    "trainer": ("trainer", True),
+    "predictor": ("predictor", True),
+    "optimizer": ("optimizer", False),
+    # Notifications are its requests: a few per group interval, not enough for a window.
+    "alerter": ("alerter", False),
+}
+# Runnable, but no HeartbeatPublisher wired in yet.
+NO_HEARTBEAT_YET = {"stream_ingest"}
+
+
+def _heartbeat_case(package: str, error_ratio: bool) -> object:
+    marks = []
+    if not runnable(package):
+        marks.append(pytest.mark.xfail(strict=True, reason=f"{package} cannot run yet"))
+    elif package in NO_HEARTBEAT_YET:
+        marks.append(pytest.mark.xfail(strict=True, reason=f"{package} sends no heartbeat yet"))
+    series = "service_error_ratio" if error_ratio else "service_rss_bytes"
+    return pytest.param(package, error_ratio, id=f"{package}-{series}", marks=marks)
+
+
+@pytest.mark.parametrize(
+    ("package", "error_ratio"),
+    [_heartbeat_case(pkg, False) for pkg in HEARTBEATS]
+    + [_heartbeat_case(pkg, True) for pkg, (_, requests) in HEARTBEATS.items() if requests],
+)
+def test_memory_and_error_ratio_panels_cover_every_service(
+    live_loop: LiveLoop, package: str, error_ratio: bool
+) -> None:
+    """The memory panel shows every service, not just the optimizer's own heartbeat;
+    services that take requests also get ``request_errors_total / requests_total``."""
+    service = HEARTBEATS[package][0]
+    series = "service_error_ratio" if error_ratio else "service_rss_bytes"
+    expr = f'flywheel_optimizer_{series}{{window="1m",service="{service}"}}'
+    result = wait_for_data(live_loop, expr, deadline=live_loop.ready_by)
+    assert result, f"no data for {expr}\n{_diagnose(live_loop)}"
+    values = [float(r["value"][1]) for r in result]
+    assert all(v > 0 for v in values) if not error_ratio else all(0 <= v <= 1 for v in values)
+
+
 def _diagnose(loop: LiveLoop) -> str:
     targets = loop.query('up{job=~"flywheel-.*"}')["data"]["result"]
     health = {t["metric"]["job"]: t["value"][1] for t in targets}
