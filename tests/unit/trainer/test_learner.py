@@ -40,7 +40,9 @@ def test_model_size_stays_within_the_tree_budget(strategy: str) -> None:
         report = learner.score_then_learn(make_batch(rng, i, 200))
         assert report.candidate.trees <= 60
         sizes.append(report.candidate.metrics["model_bytes"])
-    assert max(sizes) < 3 * np.median(sizes)
+    # Trees grow with the window (boosting.params_for sizes leaves to the rows) up to the
+    # policy's num_leaves (31): bytes stay within max_trees trees of that size.
+    assert max(sizes) < 60 * 31 * 200
 
 
 def test_windowed_learning_recovers_from_drift_at_least_as_well_as_append_only() -> None:

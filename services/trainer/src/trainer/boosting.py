@@ -48,7 +48,7 @@ class Model:
 # MIN_LEAVES, at most the policy's num_leaves), and leaves of at least this fraction of
 # the rows (at least MIN_DATA_IN_LEAF). 200 events do not support 31-leaf trees.
 ROWS_PER_LEAF = 100
-MIN_LEAVES = 4
+MIN_LEAVES = 10
 MIN_DATA_IN_LEAF = 10
 MIN_DATA_FRACTION = 0.005
 

@@ -78,8 +78,11 @@ STRATEGIES = ("window", "append", "refit")
 # Re-try every feasible strategy at least this often so "auto" notices when another wins.
 _EXPLORE_EVERY = 8
 _GAIN_EWMA = 0.3
-# The champion's batch loss must exceed its recent mean by this factor to count as drift.
+# The champion's batch loss must exceed its mean over the last _DRIFT_HISTORY batches by
+# this factor (and by 3 sigma) to count as drift. A short history (it was 6) gives a
+# noisy sigma: on a stable stream a loss spike cut the window to 400 events.
 _DRIFT_RATIO = 1.3
+_DRIFT_HISTORY = 20
 # One-sided 95%: how sure the gate must be that a candidate is worse to refuse it.
 _WORSE_Z = 1.645
 # Losses are compared relative to at least this (log loss in nats; for regression,
@@ -161,7 +164,7 @@ class TaskLearner:
         # Challengers that lost the gate since the last promotion (alerting reads it).
         self.rejected_in_a_row = 0
         self._last_label: float | None = None
-        self._champion_losses: deque[float] = deque(maxlen=6)
+        self._champion_losses: deque[float] = deque(maxlen=_DRIFT_HISTORY)
         self._gains: dict[str, float] = {}
         self._last_tried: dict[str, int] = {}
 
