@@ -286,7 +286,13 @@ def live_loop(
             "FLYWHEEL_TRAINER_GROUP_ID": f"obs{run}.trainer",
             "FLYWHEEL_TRAINER_TRANSACTIONAL_ID": f"obs{run}.trainer",
         },
-        "predictor": {"FLYWHEEL_REDIS_KEY_PREFIX": redis_prefix},
+        "predictor": {
+            "FLYWHEEL_REDIS_KEY_PREFIX": redis_prefix,
+            # The predictor skips its cache for models cheaper to score than a Redis
+            # round trip, a cost it measures at warm-up; whether the cache panel had
+            # data then depended on machine load. Caching every row makes it certain.
+            "FLYWHEEL_PREDICTOR_CACHE_MIN_ROW_COST_US": "0",
+        },
         "optimizer": {
             "FLYWHEEL_TICK_S": "1",
             "FLYWHEEL_LAG_INTERVAL_S": "2",

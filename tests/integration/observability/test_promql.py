@@ -137,7 +137,7 @@ HEARTBEATS: dict[str, tuple[str, bool]] = {
     "alerter": ("alerter", False),
 }
 # Runnable, but no HeartbeatPublisher wired in yet.
-NO_HEARTBEAT_YET = {"stream_ingest"}
+NO_HEARTBEAT_YET: set[str] = set()
 
 
 def _heartbeat_case(package: str, error_ratio: bool) -> object:

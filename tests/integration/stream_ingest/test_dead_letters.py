@@ -7,6 +7,7 @@ import base64
 import orjson
 
 from flywheel.topics import FEEDBACK_EVENTS
+from tests.integration.heartbeats import wait_for_heartbeat
 from tests.integration.stream_ingest.conftest import Ingest, feedback, task_definition
 
 TASK = "dlq.task"
@@ -31,13 +32,22 @@ async def test_each_invalid_record_gets_its_own_reason(ingest: Ingest) -> None:
     }
     records = [(key, feedback("ok-1", TASK)), (key, feedback("ok-2", TASK))]
     records += [(key, value) for value, _ in bad.values()]
-    async with ingest.running():
+    async with ingest.running(heartbeat_interval_s=0.5):
         await ingest.publish(records)
 
         async def all_dead() -> bool:
             return len(await ingest.dead_letters()) >= len(bad)
 
         await ingest.until(all_dead)
+        # Its heartbeat counts every record consumed, and the dead ones as errors.
+        beat = await wait_for_heartbeat(
+            ingest.config,
+            "stream-ingest",
+            lambda b: b.gauges.get("request_errors_total") == len(bad),
+        )
+        assert beat.gauges["requests_total"] == len(records)
+        assert beat.gauges["events_out_total"] == 2
+        assert beat.rss_bytes > 0
     letters = await ingest.dead_letters()
     by_reason = {letter.reason: letter for letter in letters}
     assert sorted(by_reason) == sorted(bad)

@@ -18,6 +18,7 @@ class Settings(ServiceSettings):
 
     # /healthz and /metrics.
     ingest_port: int = Field(default=19101, ge=1, le=65_535)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     ingest_host: str = "127.0.0.1"
     # Consumer group of every stream-ingest replica; partitions are split between them.
     ingest_group_id: str = Field(

@@ -58,3 +58,29 @@ class IngestMetrics:
             buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
             registry=r,
         )
+
+    def heartbeat_gauges(self) -> dict[str, float]:
+        """This process's totals for its heartbeat, summed over labels.
+
+        A record consumed is a request; one dead-lettered is an error (the optimizer's
+        per-service error ratio). Read from the registry every few seconds, never on
+        the hot path.
+        """
+        wanted = {
+            "flywheel_ingest_events_in": "requests_total",
+            "flywheel_ingest_dead_letters": "request_errors_total",
+            "flywheel_ingest_events_out": "events_out_total",
+            "flywheel_ingest_batches": "batches_total",
+            "flywheel_ingest_transactions_aborted": "transactions_aborted_total",
+            "flywheel_ingest_buffer_depth": "buffered_events",
+        }
+        gauges = dict.fromkeys(wanted.values(), 0.0)
+        for family in self.registry.collect():
+            name = wanted.get(family.name)
+            if name is None:
+                continue
+            for sample in family.samples:
+                # Counters expose _total and _created samples; gauges their bare name.
+                if sample.name in (family.name, family.name + "_total"):
+                    gauges[name] += sample.value
+        return gauges

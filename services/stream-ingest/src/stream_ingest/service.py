@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 
 from flywheel.catalog import TaskCatalog
 from flywheel.errors import ConfigError
+from flywheel.heartbeat import HeartbeatPublisher
 from flywheel.kafka import ensure_topics, make_consumer, wait_for_kafka
 from flywheel.metrics import serve_metrics
 from flywheel.topics import ALL_TOPICS, FEEDBACK_DLQ, FEEDBACK_EVENTS, TRAINING_BATCHES
@@ -88,6 +89,13 @@ class StreamIngest:
         self._consumer: AIOKafkaConsumer | None = None
         self._restorer: AIOKafkaConsumer | None = None
         self._depth_tasks: set[str] = set()
+        self.heartbeat = HeartbeatPublisher(
+            self._config,
+            self.name,
+            instance=settings.instance_id or None,
+            interval_s=settings.heartbeat_interval_s,
+            gauges=self.metrics.heartbeat_gauges,
+        )
 
     @property
     def _group_id(self) -> str:
@@ -122,6 +130,7 @@ class StreamIngest:
                 host=self.settings.ingest_host,
                 registry=self.metrics.registry,
             )
+        await self.heartbeat.start()
 
     async def _check_partitions(self) -> None:
         changelog_topic = self._config.topic(DEDUP_CHANGELOG)
@@ -331,6 +340,7 @@ class StreamIngest:
     async def stop(self) -> None:
         """Commit everything buffered, then leave the group (a SIGTERM loses nothing)."""
         self._stopping.set()
+        await self.heartbeat.stop()
         if self._consumer is not None:
             try:
                 await self.flush(due_only=False)
