@@ -21,7 +21,8 @@ How one batch is handled (``score_then_learn``):
 2. **Train**: the batch joins the replay window (the last ``policy.window_events``
    events) and a new candidate is trained on the window *except its newest
    ``holdout_fraction`` of the batch* (held back; the next update learns them),
-   bounded by ``policy.max_trees``:
+   bounded by ``policy.max_trees``, its trees sized to the rows it learns from
+   (``boosting.params_for``: ~100 rows per leaf, 10 to ``policy.num_leaves`` leaves):
 
    * ``window`` - a fresh model on the window (``max_trees // 2`` rounds);
    * ``append`` - ``trees_per_update`` more rounds on the window from the champion
