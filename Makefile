@@ -85,3 +85,13 @@ test-integration: ## Integration tests against the running stack (`make up` firs
 
 bench: ## Stack start-up benchmark (BENCH=bench/<file>.py for another)
 	$(BIN)/python $(BENCH)
+
+# Docker Compose stack (docs/docker-compose.md); needs a Docker engine, unlike `up`.
+COMPOSE := docker compose -p flywheel -f deploy/docker-compose.yml
+.PHONY: compose-up compose-down
+
+compose-up: ## Build and start Kafka, Redis, Prometheus, Grafana and the services in Docker
+	$(COMPOSE) up -d --build
+
+compose-down: ## Stop and remove the Docker Compose stack (volumes are kept)
+	$(COMPOSE) down
