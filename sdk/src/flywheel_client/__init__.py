@@ -3,7 +3,7 @@
 A library, never run; it never reads the environment. See ``docs/sdk.md``.
 """
 
-from flywheel_client.async_client import DEFAULT_BASE_URL, AsyncFlywheelClient
+from flywheel_client.async_client import AsyncFlywheelClient
 from flywheel_client.client import FlywheelClient
 from flywheel_client.errors import (
     FlywheelClientError,
@@ -23,7 +23,6 @@ from flywheel_client.models import (
 from flywheel_client.retry import RetryPolicy
 
 __all__ = [
-    "DEFAULT_BASE_URL",
     "AsyncFlywheelClient",
     "Fallback",
     "FallbackValue",
