@@ -279,6 +279,8 @@ def test_kafka_is_a_single_kraft_node_with_a_healthcheck(
     # models.registry records reach 16 MiB (flywheel.topics); the broker must accept them.
     biggest = max(int(t.extra_config.get("max.message.bytes", 0)) for t in ALL_TOPICS)
     assert int(env["KAFKA_MESSAGE_MAX_BYTES"]) >= biggest
+    # The data directory is the volume, or a restart loses every topic.
+    assert f"kafka-data:{env['KAFKA_LOG_DIRS']}" in kafka["volumes"]
     assert "kafka-broker-api-versions.sh" in healthcheck_command(kafka)
     assert "redis-cli" in healthcheck_command(services["redis"])
 
