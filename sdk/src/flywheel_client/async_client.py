@@ -38,7 +38,6 @@ from flywheel_client.retry import RetryPolicy, parse_retry_after, retryable_stat
 __all__ = ["DEFAULT_BASE_URL", "AsyncFlywheelClient"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:18080"
-_NO_FALLBACK: Any = object()
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -108,7 +107,7 @@ class AsyncFlywheelClient:
         *,
         entity_id: str | None = None,
         explain: bool = False,
-        fallback: Fallback = _NO_FALLBACK,
+        fallback: Fallback | None = None,
         timeout_s: float | None = None,
     ) -> PredictionResult:
         """One row. ``fallback`` answers instead when the platform cannot (see errors)."""
@@ -119,7 +118,7 @@ class AsyncFlywheelClient:
             answer = await self._post(task, body, timeout_s)
             return _parse(PredictionResult, answer)
         except (PlatformUnavailable, NoModel):
-            if fallback is _NO_FALLBACK:
+            if fallback is None:
                 raise
             return resolve_fallback(fallback, task, features)
 
@@ -130,7 +129,7 @@ class AsyncFlywheelClient:
         *,
         entity_id: str | None = None,
         explain: bool = False,
-        fallback: Fallback = _NO_FALLBACK,
+        fallback: Fallback | None = None,
         timeout_s: float | None = None,
     ) -> PredictionBatch:
         """Many rows in one request; the fallback, if used, answers every row."""
@@ -143,7 +142,7 @@ class AsyncFlywheelClient:
             answer = await self._post(task, body, timeout_s)
             return _parse(PredictionBatch, answer)
         except (PlatformUnavailable, NoModel):
-            if fallback is _NO_FALLBACK:
+            if fallback is None:
                 raise
             predictions = [resolve_fallback(fallback, task, row) for row in rows]
             return PredictionBatch(task=task, predictions=predictions, fallback=True)

@@ -19,7 +19,7 @@ import httpx
 
 from flywheel.events import FeedbackEvent
 from flywheel.kafka import KafkaConfig
-from flywheel_client.async_client import _NO_FALLBACK, DEFAULT_BASE_URL, AsyncFlywheelClient
+from flywheel_client.async_client import DEFAULT_BASE_URL, AsyncFlywheelClient
 from flywheel_client.models import Fallback, Features, PredictionBatch, PredictionResult
 from flywheel_client.retry import RetryPolicy
 
@@ -122,7 +122,7 @@ class FlywheelClient:
         *,
         entity_id: str | None = None,
         explain: bool = False,
-        fallback: Fallback = _NO_FALLBACK,
+        fallback: Fallback | None = None,
         timeout_s: float | None = None,
     ) -> PredictionResult:
         return self._run(
@@ -143,7 +143,7 @@ class FlywheelClient:
         *,
         entity_id: str | None = None,
         explain: bool = False,
-        fallback: Fallback = _NO_FALLBACK,
+        fallback: Fallback | None = None,
         timeout_s: float | None = None,
     ) -> PredictionBatch:
         return self._run(

@@ -49,8 +49,10 @@ def parse_retry_after(response: httpx.Response, *, now: datetime | None = None) 
     if raw is None:
         return None
     raw = raw.strip()
-    if raw.isdigit():
-        return float(raw)
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
     try:
         when = parsedate_to_datetime(raw)
     except (TypeError, ValueError):

@@ -175,6 +175,8 @@ def test_retry_after_as_an_http_date() -> None:
     response = httpx.Response(503, headers={"Retry-After": later})
     assert parse_retry_after(response, now=now) == 7
     assert parse_retry_after(httpx.Response(503, headers={"Retry-After": "soon"})) is None
+    assert parse_retry_after(httpx.Response(503, headers={"Retry-After": "0.25"})) == 0.25
+    assert parse_retry_after(httpx.Response(503)) is None
 
 
 async def test_fallback_value_when_the_platform_is_down() -> None:
@@ -185,6 +187,13 @@ async def test_fallback_value_when_the_platform_is_down() -> None:
     assert result.score == 0.5
     assert result.prediction_id is None
     assert result.task == TASK
+
+
+async def test_a_bool_fallback_is_the_label() -> None:
+    handler, _ = scripted(httpx.Response(502))
+    async with client(handler) as flywheel:
+        result = await flywheel.predict(TASK, ROW, fallback=False)
+    assert (result.label, result.score, result.fallback) == (False, None, True)
 
 
 async def test_fallback_callable_sees_the_features_and_covers_no_model() -> None:
