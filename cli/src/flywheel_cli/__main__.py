@@ -7,14 +7,20 @@ import sys
 from collections.abc import Callable, Sequence
 
 from flywheel.errors import ConfigError, FlywheelError
-from flywheel_cli import alerts, models, stack, tasks
+from flywheel_cli import alerts, dlq, models, stack, tasks
 
 __all__ = ["build_parser", "main"]
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # One entry per command group; a new group is a module with `register` and a line here.
-GROUPS: tuple[Register, ...] = (stack.register, tasks.register, models.register, alerts.register)
+GROUPS: tuple[Register, ...] = (
+    stack.register,
+    tasks.register,
+    models.register,
+    alerts.register,
+    dlq.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
