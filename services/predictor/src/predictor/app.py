@@ -180,8 +180,7 @@ def create_app(predictor: Predictor) -> FastAPI:
             raise
         finally:
             predictor.counts.count(status)
-            metrics.requests.labels(task, str(status)).inc()
-            metrics.latency.labels(task).observe(time.perf_counter() - started)
+            metrics.answered(task, status, time.perf_counter() - started)
 
     @app.get("/v1/tasks", response_model=list[TaskSummary], responses=_ERRORS)
     async def list_tasks(request: Request) -> Response:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["PredictorMetrics"]
@@ -80,3 +82,30 @@ class PredictorMetrics:
             "Entity feature records written to Redis.",
             registry=r,
         )
+
+        # Label children bound once per task/status: ``.labels()`` costs several µs
+        # per call (label checks, a lock), and the hot path would pay it three times.
+        self._requests_for: dict[tuple[str, int], Any] = {}
+        self._latency_for: dict[str, Any] = {}
+        self._rows_for: dict[str, Any] = {}
+
+    def answered(self, task: str, status: int, seconds: float) -> None:
+        """Count one prediction request of ``task`` and observe its latency."""
+        try:
+            requests = self._requests_for[task, status]
+        except KeyError:
+            requests = self._requests_for[task, status] = self.requests.labels(task, str(status))
+        requests.inc()
+        try:
+            latency = self._latency_for[task]
+        except KeyError:
+            latency = self._latency_for[task] = self.latency.labels(task)
+        latency.observe(seconds)
+
+    def scored(self, task: str, rows: int = 1) -> None:
+        """Count ``rows`` rows scored for ``task``."""
+        try:
+            counter = self._rows_for[task]
+        except KeyError:
+            counter = self._rows_for[task] = self.rows.labels(task)
+        counter.inc(rows)

@@ -7,8 +7,8 @@ append. Refusals are :class:`Refused` with a status, a message and the field.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,11 @@ from predictor.scoring import ServingModel
 from predictor.store import ModelStore
 
 __all__ = ["Predictor", "Refused", "RequestCounts", "heartbeat_gauges"]
+
+
+def _prediction_id() -> str:
+    # What uuid4().hex is made of (16 random bytes, 32 hex digits), without the UUID.
+    return os.urandom(16).hex()
 
 
 class Refused(Exception):
@@ -103,8 +108,8 @@ class Predictor:
             if key is not None:
                 self.cache.put(key, result)
         self._count_unknown(model, result)
-        self.metrics.rows.labels(model.task).inc()
-        pid = uuid.uuid4().hex
+        self.metrics.scored(model.task)
+        pid = _prediction_id()
         self._log(model, pid, result, started, cached=cached, entity_id=entity_id)
         return {
             "prediction_id": pid,
@@ -134,10 +139,10 @@ class Predictor:
         predictions = []
         for result in model.predict(rows, explain=explain):
             self._count_unknown(model, result)
-            pid = uuid.uuid4().hex
+            pid = _prediction_id()
             self._log(model, pid, result, started, cached=False, entity_id=entity_id)
             predictions.append({"prediction_id": pid, **result})
-        self.metrics.rows.labels(model.task).inc(len(rows))
+        self.metrics.scored(model.task, len(rows))
         return {"task": model.task, "model_version": model.version, "predictions": predictions}
 
     @staticmethod
