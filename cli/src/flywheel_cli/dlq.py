@@ -13,7 +13,8 @@ by ``event_id`` (per partition, within its dedup window, and a replay keeps the 
 so the partition), so an event that was already accepted goes back to the DLQ as
 ``duplicate_event_id`` instead of being trained on twice. An original that was
 truncated (larger than 600 kB, see ``docs/stream-ingest.md``) cannot be replayed and
-is skipped and counted.
+is skipped and counted, and so is a dead letter whose original did not come from
+``feedback.events`` (the trainer's ``untrainable_batch`` letters hold a training batch).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ _REPLAY_HELP = (
     "re-send selected originals (exact bytes and key) to feedback.events. Safe to "
     "repeat: stream-ingest de-duplicates by event_id, so an event already accepted "
     "returns to the DLQ as duplicate_event_id and is never trained on twice. "
-    "Truncated originals (over 600 kB) are skipped and counted."
+    "Truncated originals (over 600 kB) and letters whose original did not come from "
+    "feedback.events (e.g. the trainer's untrainable_batch) are skipped and counted."
 )
 
 
@@ -77,6 +79,7 @@ class ReplayPlan:
     records: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     matched: int = 0
     truncated: int = 0
+    other_source: int = 0
     duplicates: int = 0
 
 
@@ -109,8 +112,9 @@ def select(
     ]
 
 
-def plan_replay(letters: list[LetterAt]) -> ReplayPlan:
-    """Turn selected letters into records to send; skip truncated and identical originals.
+def plan_replay(letters: list[LetterAt], *, source_topic: str) -> ReplayPlan:
+    """Turn selected letters into records to send; skip truncated and identical originals
+    and originals that were not read from ``source_topic`` (the broker-side feedback.events).
 
     Two letters with the same key and bytes are the same event (same ``event_id``), e.g.
     an event rejected again by an earlier replay: it is sent once.
@@ -118,6 +122,9 @@ def plan_replay(letters: list[LetterAt]) -> ReplayPlan:
     plan = ReplayPlan(matched=len(letters))
     seen: set[tuple[bytes | None, bytes]] = set()
     for item in letters:
+        if item.letter.source_topic != source_topic:
+            plan.other_source += 1
+            continue
         if is_truncated(item.letter):
             plan.truncated += 1
             continue
@@ -270,8 +277,12 @@ def _replay(args: argparse.Namespace) -> int:
         print("error: say what to replay: --reason R and/or --task T", file=sys.stderr)
         return 2
     config = _kafka()
-    plan = plan_replay(select(asyncio.run(_read(config)), reason=args.reason, task=args.task))
-    skipped = f"skipped {plan.truncated} truncated, {plan.duplicates} identical"
+    selected = select(asyncio.run(_read(config)), reason=args.reason, task=args.task)
+    plan = plan_replay(selected, source_topic=config.topic(FEEDBACK_EVENTS))
+    skipped = (
+        f"skipped {plan.truncated} truncated, {plan.duplicates} identical, "
+        f"{plan.other_source} not from feedback.events"
+    )
     if args.dry_run:
         for key, value in plan.records:
             shown = key.decode("utf-8", "replace") if key is not None else "-"

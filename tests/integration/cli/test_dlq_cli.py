@@ -32,14 +32,14 @@ def _flywheel(kafka: KafkaConfig, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-def _letter(reason: str, key: str, original: bytes, offset: int) -> DeadLetter:
+def _letter(kafka: KafkaConfig, reason: str, key: str, original: bytes, offset: int) -> DeadLetter:
     return DeadLetter(
         reason=reason,
         error=f"refused: {reason}",
         field="task" if reason == "unknown_task" else None,
         original_b64=base64.b64encode(original).decode("ascii"),
         original_key=key,
-        source_topic="feedback.events",
+        source_topic=kafka.topic(FEEDBACK_EVENTS),
         source_partition=0,
         source_offset=offset,
     )
@@ -69,8 +69,11 @@ async def test_list_and_replay_unknown_task(kafka_namespace: KafkaConfig) -> Non
         (f"task-{i}", json.dumps({"event_id": f"e{i}", "task": f"task-{i}"}).encode())
         for i in range(3)
     ]
-    letters = [_letter("unknown_task", key, body, i) for i, (key, body) in enumerate(unknown)]
-    letters.append(_letter("broken_json", "task-0", b"{not json", 9))
+    letters = [
+        _letter(kafka_namespace, "unknown_task", key, body, i)
+        for i, (key, body) in enumerate(unknown)
+    ]
+    letters.append(_letter(kafka_namespace, "broken_json", "task-0", b"{not json", 9))
     producer = make_producer(kafka_namespace)
     await producer.start()
     try:

@@ -11,14 +11,20 @@ from flywheel_cli.dlq import LetterAt, is_truncated, plan_replay, select, task_o
 
 
 def _at(
-    reason: str, original: bytes, *, key: str | None = "t1", error: str = "x", offset: int = 0
+    reason: str,
+    original: bytes,
+    *,
+    key: str | None = "t1",
+    error: str = "x",
+    offset: int = 0,
+    source: str = "feedback.events",
 ) -> LetterAt:
     letter = DeadLetter(
         reason=reason,
         error=error,
         original_b64=base64.b64encode(original).decode(),
         original_key=key,
-        source_topic="feedback.events",
+        source_topic=source,
         source_partition=0,
         source_offset=offset,
     )
@@ -60,9 +66,10 @@ def test_plan_skips_truncated_and_identical_originals_keeping_order_and_keys() -
         _at("unknown_task", b"a", key="t1", offset=3),  # the same event, rejected again
         _at("unknown_task", b"a", key="t2", offset=4),  # same bytes, another key: sent
     ]
-    plan = plan_replay(letters)
+    trainer = _at("untrainable_batch", b"batch", offset=5, source="training.batches")
+    plan = plan_replay([*letters, trainer], source_topic="feedback.events")
     assert plan.records == [(b"t1", b"a"), (None, b"b"), (b"t2", b"a")]
-    assert (plan.matched, plan.truncated, plan.duplicates) == (5, 1, 1)
+    assert (plan.matched, plan.truncated, plan.duplicates, plan.other_source) == (6, 1, 1, 1)
 
 
 def test_parser_knows_the_dlq_verbs() -> None:
