@@ -278,3 +278,46 @@ async def test_heartbeat_gauges_count_requests_errors_models_and_the_log_queue(
     beat = service.heartbeat.build()
     assert beat.service == "predictor" and beat.gauges == heartbeat_gauges(predictor)
     assert beat.rss_bytes > 0
+
+
+async def test_invalid_path_and_query_parameters_are_422s_naming_them_and_not_counted(
+    served: tuple[Any, httpx.AsyncClient],
+) -> None:
+    predictor, client = served
+    cases = {
+        "/v1/tasks/Bad%20Name/predict": (
+            "path.task",
+            "path.task: String should match pattern '^[a-z0-9][a-z0-9._-]{0,127}$'",
+        ),
+        f"/v1/tasks/{'a' * 129}/predict": (
+            "path.task",
+            "path.task: String should have at most 128 characters",
+        ),
+        f"/v1/tasks/{TASK}/predict?explain=maybe": (
+            "query.explain",
+            "query.explain: Input should be a valid boolean, unable to interpret input",
+        ),
+    }
+    for url, (field, detail) in cases.items():
+        response = await client.post(url, json={"features": ROW})
+        assert response.status_code == 422
+        assert response.json() == {"detail": detail, "field": field, "reason": "invalid_field"}
+    assert predictor.counts.requests == 0
+    for raw, expected in [("TRUE", True), ("on", True), ("1", True), ("No", False), ("0", False)]:
+        response = await client.post(
+            f"/v1/tasks/{TASK}/predict?explain={raw}", json={"features": ROW}
+        )
+        assert response.status_code == 200
+        assert ("contributions" in response.json()) is expected
+
+
+async def test_predict_parameters_stay_in_the_openapi_schema(
+    served: tuple[Any, httpx.AsyncClient],
+) -> None:
+    _, client = served
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/tasks/{task}/predict"]
+    params = {(p["in"], p["name"]): p for p in operation["post"]["parameters"]}
+    assert params["path", "task"]["required"] is True
+    assert params["path", "task"]["schema"]["maxLength"] == 128
+    assert params["query", "explain"]["schema"]["type"] == "boolean"
+    assert "requestBody" in operation["post"]

@@ -7,15 +7,16 @@ Responses are serialised straight to JSON bytes (orjson); the pydantic models in
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import make_asgi_app
-from pydantic import ValidationError
+from pydantic import StringConstraints, TypeAdapter, ValidationError
 
 from flywheel.tasks import TASK_NAME_PATTERN
 from predictor.auth import AuthError
@@ -34,6 +35,40 @@ from predictor.serving import Predictor, Refused
 __all__ = ["create_app"]
 
 TaskPath = Annotated[str, Path(pattern=TASK_NAME_PATTERN, max_length=128)]
+
+# The predict route reads its task and ``explain`` itself (FastAPI's parameter
+# machinery costs more per request than scoring does); these give the same answers,
+# the same 422 messages, and the same OpenAPI parameters as the declared ones would.
+_TASK_NAME = re.compile(TASK_NAME_PATTERN)
+_TASK_ADAPTER: TypeAdapter[str] = TypeAdapter(
+    Annotated[str, StringConstraints(max_length=128, pattern=TASK_NAME_PATTERN)]
+)
+_BOOL_ADAPTER: TypeAdapter[bool] = TypeAdapter(bool)
+_PREDICT_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "task",
+        "in": "path",
+        "required": True,
+        "schema": {
+            "type": "string",
+            "maxLength": 128,
+            "pattern": TASK_NAME_PATTERN,
+            "title": "Task",
+        },
+    },
+    {
+        "name": "explain",
+        "in": "query",
+        "required": False,
+        "description": "Add SHAP contributions",
+        "schema": {
+            "type": "boolean",
+            "description": "Add SHAP contributions",
+            "default": False,
+            "title": "Explain",
+        },
+    },
+]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
@@ -64,6 +99,38 @@ def _parse(raw: bytes) -> PredictRequest:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "<body>"
         raise Refused(422, f"{field}: {first['msg']}", field, "invalid_field") from exc
+
+
+def _invalid_param(where: str, adapter: TypeAdapter[Any], value: str) -> Refused:
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        return Refused(422, f"{where}: {exc.errors()[0]['msg']}", where, "invalid_field")
+    raise AssertionError(f"{where}: {value!r} is valid")  # pragma: no cover
+
+
+def _task_param(request: Request) -> str:
+    task: str = request.path_params["task"]
+    if len(task) > 128 or _TASK_NAME.match(task) is None:
+        raise _invalid_param("path.task", _TASK_ADAPTER, task)
+    return task
+
+
+def _explain_param(request: Request) -> bool:
+    # Starlette keeps the last of repeated query parameters, as FastAPI's bool does.
+    raw = request.query_params.get("explain")
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _invalid_param("query.explain", _BOOL_ADAPTER, raw)
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -137,14 +204,14 @@ def create_app(predictor: Predictor) -> FastAPI:
         response_model=Prediction | PredictionRows,
         responses=_ERRORS,
         summary="Score one row (features) or many (rows)",
-        openapi_extra={"requestBody": _REQUEST_BODY},
+        openapi_extra={"requestBody": _REQUEST_BODY, "parameters": _PREDICT_PARAMETERS},
     )
-    async def predict(
-        task: TaskPath,
-        request: Request,
-        explain: Annotated[bool, Query(description="Add SHAP contributions")] = False,
-    ) -> Response:
+    async def predict(request: Request) -> Response:
         started = time.perf_counter()
+        # Invalid parameters are refused before anything is counted (an arbitrary
+        # path must not become a metric label), as FastAPI's own checks were.
+        task = _task_param(request)
+        explain = _explain_param(request)
         status = 500
         try:
             # Parsed here rather than by FastAPI's body machinery: same model, same

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.errors import EventValidationError
@@ -180,7 +181,9 @@ class Predictor:
     ) -> None:
         # model_construct: every field is already valid, and this runs once per row.
         self.log.submit(
+            # Every field given, so no default is copied or computed field by field.
             PredictionLog.model_construct(
+                schema_version=1,
                 prediction_id=pid,
                 task=model.task,
                 model_version=model.version,
@@ -189,6 +192,7 @@ class Predictor:
                 latency_ms=(time.perf_counter() - started) * 1000,
                 cached=cached,
                 entity_id=entity_id,
+                served_at=datetime.now(UTC),
             )
         )
 
