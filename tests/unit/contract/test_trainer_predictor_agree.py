@@ -22,7 +22,7 @@ from trainer.learner import TaskLearner
 AGENTS = ["planner", "coder", "reviewer", "tester"]
 
 
-def _task(objective: str, label: dict[str, Any]) -> TaskDefinition:
+def _task(objective: str, label: dict[str, Any], calibration: str = "isotonic") -> TaskDefinition:
     return TaskDefinition.model_validate(
         {
             "name": f"contract.{objective}",
@@ -34,7 +34,7 @@ def _task(objective: str, label: dict[str, Any]) -> TaskDefinition:
                 {"name": "agent", "type": "category"},
                 {"name": "urgent", "type": "bool"},
             ],
-            "training": {"min_events_to_train": 50},
+            "training": {"min_events_to_train": 50, "calibration": calibration},
         }
     )
 
@@ -69,21 +69,24 @@ def _batch(objective: str, rng: random.Random, index: int, size: int = 200) -> T
 
 
 @pytest.mark.parametrize(
-    ("objective", "label"),
+    ("objective", "label", "calibration"),
     [
-        ("binary", {"type": "bool"}),
-        ("multiclass", {"type": "category", "classes": ["low", "mid", "high"]}),
-        ("regression", {"type": "float"}),
+        ("binary", {"type": "bool"}, "isotonic"),
+        ("binary", {"type": "bool"}, "platt"),
+        ("multiclass", {"type": "category", "classes": ["low", "mid", "high"]}, "isotonic"),
+        ("regression", {"type": "float"}, "none"),
     ],
 )
 def test_predictor_serves_exactly_what_the_trainer_learned(
-    objective: str, label: dict[str, Any]
+    objective: str, label: dict[str, Any], calibration: str
 ) -> None:
     rng = random.Random(7)
-    learner = TaskLearner(_task(objective, label))
+    learner = TaskLearner(_task(objective, label, calibration))
     for i in range(6):
         learner.score_then_learn(_batch(objective, rng, i))
     assert learner.champion is not None
+    if calibration != "none":
+        assert learner.champion.record.calibration, "no calibration was fitted"
     served = ServingModel.load(learner.champion.record)
 
     rows = [_row(rng) for _ in range(50)]

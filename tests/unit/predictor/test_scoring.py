@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
+from flywheel.calibration import calibrator_from
 from flywheel.errors import EventValidationError, ModelError, ModelIntegrityError
 from flywheel.tasks import Objective
-from predictor.calibration import calibrator_from
 from predictor.scoring import ServingModel
 from tests.unit.predictor.modelkit import ROW, train_version
 

@@ -20,10 +20,10 @@ import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 
+from flywheel.calibration import Calibrator, calibrator_from
 from flywheel.errors import ModelError, ModelIntegrityError
 from flywheel.events import ModelVersion
 from flywheel.tasks import FeatureType, LabelSpec, LabelType, Objective, TaskDefinition
-from predictor.calibration import Calibrator, calibrator_from
 
 __all__ = ["ServingModel"]
 

@@ -2,8 +2,8 @@
 
 The trainer fits calibration on the recent window of *prequential* scores: what the
 champion predicted for events before it learned them. In-sample scores would be
-over-confident and teach the calibrator the wrong map. The parameter shapes are the
-ones the predictor applies (``predictor.calibration``):
+over-confident and teach the calibrator the wrong map. Applying them is
+:func:`flywheel.calibration.calibrator_from`, shared with the predictor:
 
 * ``{"method": "platt", "a": A, "b": B}``            - ``sigmoid(A * logit(p) + B)``;
 * ``{"method": "isotonic", "x": [...], "y": [...]}`` - ``interp(p, x, y)``, x ascending;
@@ -18,29 +18,16 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from flywheel.calibration import logit, softmax_with_temperature
 from trainer.encoding import Matrix, Vector
 
-__all__ = ["apply_calibration", "expected_calibration_error", "fit_calibration"]
+__all__ = ["expected_calibration_error", "fit_calibration"]
 
 _EPS = 1e-12
 _FLOOR = 1e-3
 # Fewer out-of-sample scores than this and a calibration map is mostly noise.
 MIN_CALIBRATION_ROWS = 100
 _TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 49))
-
-
-def _logit(p: Vector) -> Vector:
-    q = np.clip(p, 1e-7, 1 - 1e-7)
-    out: Vector = np.log(q / (1 - q))
-    return out
-
-
-def _softmax_t(p: Matrix, t: float) -> Matrix:
-    logits = np.log(np.clip(p, _EPS, 1.0)) / t
-    logits -= logits.max(axis=1, keepdims=True)
-    e = np.exp(logits)
-    out: Matrix = e / e.sum(axis=1, keepdims=True)
-    return out
 
 
 def fit_calibration(method: str, scores: Matrix | Vector, labels: Vector) -> dict[str, Any]:
@@ -55,7 +42,7 @@ def fit_calibration(method: str, scores: Matrix | Vector, labels: Vector) -> dic
         y = labels.astype(np.int64)
         rows = np.arange(len(y))
         losses = [
-            -np.log(np.clip(_softmax_t(scores, t)[rows, y], _EPS, 1.0)).mean()
+            -np.log(np.clip(softmax_with_temperature(scores, t)[rows, y], _EPS, 1.0)).mean()
             for t in _TEMPERATURES
         ]
         return {
@@ -66,7 +53,7 @@ def fit_calibration(method: str, scores: Matrix | Vector, labels: Vector) -> dic
         return {}
     if method == "platt":
         model = LogisticRegression(C=1e6)
-        model.fit(_logit(scores).reshape(-1, 1), labels)
+        model.fit(logit(scores).reshape(-1, 1), labels)
         return {
             "method": "platt",
             "a": round(float(model.coef_[0, 0]), 8),
@@ -80,20 +67,6 @@ def fit_calibration(method: str, scores: Matrix | Vector, labels: Vector) -> dic
     if x.size < 2:
         return {}
     return {"method": "isotonic", "x": np.round(x, 8).tolist(), "y": np.round(y_fit, 8).tolist()}
-
-
-def apply_calibration(params: dict[str, Any], scores: Matrix | Vector) -> Matrix | Vector:
-    """Calibrated probabilities (the same maths as the predictor)."""
-    method = params.get("method", "none") if params else "none"
-    if method == "platt":
-        out: Vector = 1.0 / (1.0 + np.exp(-(params["a"] * _logit(scores) + params["b"])))
-        return out
-    if method == "isotonic":
-        interp: Vector = np.interp(scores, params["x"], params["y"])
-        return interp
-    if method == "temperature":
-        return _softmax_t(scores, float(params["temperature"]))
-    return scores
 
 
 def expected_calibration_error(scores: Matrix | Vector, labels: Vector, *, bins: int = 10) -> float:

@@ -58,12 +58,13 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from flywheel.calibration import calibrator_from
 from flywheel.errors import ModelError
 from flywheel.events import ModelVersion, TrainingBatch
 from flywheel.tasks import Objective, TaskDefinition
 from trainer import boosting
 from trainer.boosting import Model
-from trainer.calibration import apply_calibration, fit_calibration
+from trainer.calibration import fit_calibration
 from trainer.encoding import FeatureEncoder, LabelEncoder, Matrix, Vector
 from trainer.prequential import (
     PrequentialWindow,
@@ -275,7 +276,7 @@ class TaskLearner:
             return (None if champion is None else champion.version), {}, grew
         classifier = self.labels.is_classifier
         raw = boosting.predict(champion.booster, x)
-        served = apply_calibration(champion.record.calibration, raw)
+        served = calibrator_from(champion.record.calibration)(raw)
         self.prequential.add(raw, served, y, baseline)
         loss = gate_loss(classifier, served, y)
         drift = self._drift(loss)
@@ -297,7 +298,7 @@ class TaskLearner:
         classifier = self.labels.is_classifier
 
         def losses(model: Model) -> Vector:
-            served = apply_calibration(model.record.calibration, boosting.predict(model.booster, x))
+            served = calibrator_from(model.record.calibration)(boosting.predict(model.booster, x))
             return row_losses(classifier, served, y)
 
         champion_rows, candidate_rows = losses(champion), losses(candidate)
@@ -449,4 +450,4 @@ class TaskLearner:
             raise ModelError(f"task {self.task.name} has no champion yet")
         x = self.features.encode_rows(rows, learn=False)
         raw = boosting.predict(self.champion.booster, x)
-        return apply_calibration(self.champion.record.calibration, raw)
+        return calibrator_from(self.champion.record.calibration)(raw)

@@ -1,7 +1,9 @@
-"""Confidence calibration, as stored in ``ModelVersion.calibration`` by the trainer.
+"""Applying confidence calibration, as stored in ``ModelVersion.calibration``.
 
-Accepted shapes (anything else refuses the model at load, so a champion is never
-served with calibration it cannot apply):
+The trainer fits the parameters and the predictor serves them; both apply them
+through :func:`calibrator_from`, so a probability the trainer scored is the
+probability a client gets. Accepted shapes (anything else refuses the model at load,
+so a champion is never served with calibration it cannot apply):
 
 * ``{}`` or ``{"method": "none"}``                    - identity;
 * ``{"method": "platt", "a": A, "b": B}``             - ``sigmoid(A * logit(p) + B)``;
@@ -20,12 +22,30 @@ import numpy.typing as npt
 
 from flywheel.errors import ModelError
 
-__all__ = ["Calibrator", "calibrator_from"]
+__all__ = ["Calibrator", "calibrator_from", "logit", "softmax_with_temperature"]
 
 Probabilities = npt.NDArray[np.float64]
 Calibrator = Callable[[Probabilities], Probabilities]
 
 _EPS = 1e-12
+# Platt maps are fitted on logits clipped here; applying them must clip the same way.
+_LOGIT_CLIP = 1e-7
+
+
+def logit(p: Probabilities) -> Probabilities:
+    """log(p / (1 - p)), finite for p in [0, 1]."""
+    q = np.clip(p, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+    out: Probabilities = np.log(q / (1 - q))
+    return out
+
+
+def softmax_with_temperature(p: Probabilities, t: float) -> Probabilities:
+    """Rows of class probabilities sharpened (t < 1) or softened (t > 1)."""
+    logits = np.log(np.clip(p, _EPS, 1.0)) / t
+    logits -= logits.max(axis=-1, keepdims=True)
+    e = np.exp(logits)
+    out: Probabilities = e / e.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _identity(p: Probabilities) -> Probabilities:
@@ -34,9 +54,7 @@ def _identity(p: Probabilities) -> Probabilities:
 
 def _platt(a: float, b: float) -> Calibrator:
     def apply(p: Probabilities) -> Probabilities:
-        q = np.clip(p, _EPS, 1 - _EPS)
-        logit = np.log(q / (1 - q))
-        out: Probabilities = 1.0 / (1.0 + np.exp(-(a * logit + b)))
+        out: Probabilities = 1.0 / (1.0 + np.exp(-(a * logit(p) + b)))
         return out
 
     return apply
@@ -52,11 +70,7 @@ def _isotonic(x: Probabilities, y: Probabilities) -> Calibrator:
 
 def _temperature(t: float) -> Calibrator:
     def apply(p: Probabilities) -> Probabilities:
-        logits = np.log(np.clip(p, _EPS, 1.0)) / t
-        logits -= logits.max(axis=-1, keepdims=True)
-        e = np.exp(logits)
-        out: Probabilities = e / e.sum(axis=-1, keepdims=True)
-        return out
+        return softmax_with_temperature(p, t)
 
     return apply
 
