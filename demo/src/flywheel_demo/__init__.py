@@ -1,0 +1,1 @@
+"""``make demo``: Flywheel's learning loop shown end to end on the local stack."""
