@@ -27,7 +27,7 @@ The ``FLYWHEEL_``-prefixed spellings of the last two win, as in the services' se
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from flywheel.errors import ConfigError
@@ -100,6 +100,8 @@ class StackConfig:
     external_redis: str | None = None
     service_ports: Mapping[str, int] = field(default_factory=dict)
     java_home: str | None = None
+    # Processes per service (``up --replicas`` / ``--scale``); absent = 1.
+    replicas: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, cwd: Path) -> StackConfig:
@@ -138,12 +140,29 @@ class StackConfig:
         config.check_ports()
         return config
 
+    def with_replicas(self, replicas: Mapping[str, int]) -> StackConfig:
+        """This config running ``replicas`` processes of the named services."""
+        config = replace(self, replicas=dict(replicas))
+        config.check_ports()
+        return config
+
+    def replica_count(self, service: str) -> int:
+        return self.replicas.get(service, 1)
+
     def check_ports(self) -> None:
         """Refuse two components on one port: the second would fail late and obscurely."""
+        from flywheel_cli.components import service_by_name
+
         owners: dict[int, str] = {}
         claims = [("kafka", self.kafka_port), ("kafka-controller", self.controller_port)]
         claims.append(("redis", self.redis_port))
         claims.extend(self.service_ports.items())
+        for name, count in self.replicas.items():
+            spec = service_by_name(name)
+            port = self.service_ports.get(name, spec.default_port)
+            claims += [
+                (spec.replica_name(i), spec.replica_port(port, i)) for i in range(2, count + 1)
+            ]
         for name, port in claims:
             if port in owners:
                 raise ConfigError(f"{name} and {owners[port]} both use port {port}")

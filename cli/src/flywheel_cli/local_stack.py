@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from flywheel.errors import FlywheelError
 from flywheel_cli import kafka_local, redis_local
-from flywheel_cli.components import ServiceSpec, available_services
+from flywheel_cli.components import ServiceSpec, available_services, parse_replica
 from flywheel_cli.config import LOOPBACK, StackConfig
 from flywheel_cli.health import ComponentStatus, Health, probe, shown_pid
 from flywheel_cli.processes import (
@@ -34,6 +34,7 @@ from flywheel_cli.processes import (
     Stopped,
     file_lock,
     is_running,
+    kill_now,
     listener_pid,
     port_open,
     process_start_ticks,
@@ -67,12 +68,19 @@ def _endpoint_port(endpoint: str, default: int) -> int | None:
 
 
 def service_environment(
-    spec: ServiceSpec, port: int, base: Mapping[str, str], config: StackConfig
+    spec: ServiceSpec,
+    port: int,
+    base: Mapping[str, str],
+    config: StackConfig,
+    *,
+    instance: str | None = None,
 ) -> dict[str, str]:
     """The environment a service process starts with.
 
     The ``FLYWHEEL_``-prefixed names win over the bare ones in the services' settings,
     so setting them here beats anything stale inherited from the operator's shell.
+    ``instance`` names a replica (heartbeats, Kafka client ids); consumer groups and
+    transactional-id stems are left alone, so replicas share the service's work.
     """
     env = dict(base)
     env.update(spec.env)
@@ -81,6 +89,8 @@ def service_environment(
     if config.topic_prefix:
         env["FLYWHEEL_TOPIC_PREFIX"] = config.topic_prefix
     env[spec.port_env] = str(port)
+    if instance is not None:
+        env["FLYWHEEL_INSTANCE_ID"] = instance
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -261,29 +271,48 @@ class LocalStack:
             cwd=cfg.redis_dir,
         )
 
-    def _ensure_service(self, spec: ServiceSpec, state: StackState) -> ComponentRecord:
-        port = self.config.service_ports.get(spec.name, spec.default_port)
-        record = ComponentRecord(
-            name=spec.name,
+    def _service_record(self, spec: ServiceSpec, index: int) -> ComponentRecord:
+        """Replica ``index`` (1 = the service itself) as ``up`` would start it."""
+        name = spec.replica_name(index)
+        port = spec.replica_port(self.config.service_ports.get(spec.name, spec.default_port), index)
+        probe_path = spec.probe_path
+        return ComponentRecord(
+            name=name,
             kind="service",
             endpoint=f"{LOOPBACK}:{port}",
             port=port,
             managed=True,
-            log=str(self.config.logs_dir / f"{spec.name}.log"),
-            health_url=f"http://{LOOPBACK}:{port}{spec.health_path}" if spec.health_path else None,
+            log=str(self.config.logs_dir / f"{name}.log"),
+            health_url=f"http://{LOOPBACK}:{port}{probe_path}" if probe_path else None,
         )
-        found = self._reuse_or_adopt(
-            state.components.get(spec.name), port, replace(record, managed=False, log=None)
-        )
-        if found is not None:
-            return found
+
+    def _spawn_service(self, spec: ServiceSpec, index: int) -> ComponentRecord:
+        record = self._service_record(spec, index)
+        assert record.port is not None
         return self._spawn(
             record,
             spec.argv(self.python),
             stdout=Path(record.log or os.devnull),
-            env=service_environment(spec, port, self.env, self.config),
+            env=service_environment(
+                spec,
+                record.port,
+                self.env,
+                self.config,
+                instance=record.name if index > 1 else None,
+            ),
             cwd=self.config.repo_root,
         )
+
+    def _ensure_service(
+        self, spec: ServiceSpec, state: StackState, index: int = 1
+    ) -> ComponentRecord:
+        record = self._service_record(spec, index)
+        found = self._reuse_or_adopt(
+            state.components.get(record.name), record.port, replace(record, managed=False, log=None)
+        )
+        if found is not None:
+            return found
+        return self._spawn_service(spec, index)
 
     def _wait_healthy(self, records: Iterable[ComponentRecord], deadline: float) -> None:
         pending = {record.name: record for record in records}
@@ -335,9 +364,10 @@ class LocalStack:
                 if services_to_run is None:
                     services_to_run = available_services()
                 for spec in services_to_run:
-                    record = self._ensure_service(spec, state)
-                    state.components[record.name] = record
-                    services.append(record)
+                    for index in range(1, self.config.replica_count(spec.name) + 1):
+                        record = self._ensure_service(spec, state, index)
+                        state.components[record.name] = record
+                        services.append(record)
             finally:
                 state.save(self.config.stack_file)
             self._wait_healthy(services, deadline)
@@ -373,6 +403,52 @@ class LocalStack:
             self.config.stack_file.unlink(missing_ok=True)
             self._report_stray_pid_files()
         return results
+
+    # -- restart -------------------------------------------------------------------------
+
+    def restart(
+        self,
+        name: str,
+        *,
+        kill: bool = False,
+        pause_s: float = 0.0,
+        timeout_s: float = 60.0,
+    ) -> tuple[Stopped, ComponentRecord]:
+        """Stop one service process this stack started, start it again, wait until healthy.
+
+        ``kill`` sends SIGKILL at once (a crash: no flush, no clean group leave, an
+        open transaction left for the next owner to abort); otherwise SIGTERM as in
+        ``down``. ``pause_s`` keeps it down that long before the new start.
+        """
+        with file_lock(self.config.lock_file):
+            state = self._load_state()
+            record = state.components.get(name)
+            if record is None or record.kind != "service":
+                raise StackError(f"{name}: no such service in {self.config.stack_file}")
+            if not record.managed or record.pid is None:
+                raise StackError(f"{name}: not started by this stack; left alone")
+            try:
+                spec, index = parse_replica(name)
+            except KeyError:
+                raise StackError(f"{name}: not a service of the stack's table") from None
+            if kill:
+                stopped = kill_now(record.pid, record.start_ticks)
+            else:
+                stopped = terminate(
+                    record.pid, record.start_ticks, timeout_s=STOP_TIMEOUT_S["service"]
+                )
+            self._reap(record.pid)
+            self.echo(f"{name}: pid {stopped.pid} {stopped.outcome} ({stopped.seconds:.1f}s)")
+            if pause_s > 0:
+                time.sleep(pause_s)
+            deadline = time.monotonic() + timeout_s
+            try:
+                started = self._spawn_service(spec, index)
+                state.components[name] = started
+            finally:
+                state.save(self.config.stack_file)
+            self._wait_healthy([started], deadline)
+            return stopped, started
 
     def _stop(self, record: ComponentRecord) -> Stopped | None:
         if not record.managed or record.pid is None:

@@ -31,6 +31,7 @@ __all__ = [
     "Stopped",
     "file_lock",
     "is_running",
+    "kill_now",
     "listener_pid",
     "port_open",
     "process_start_ticks",
@@ -191,6 +192,16 @@ def terminate(pid: int, start_ticks: int | None, *, timeout_s: float = 30.0) -> 
     _signal(pid, signal.SIGTERM)
     if _wait_gone(pid, start_ticks, timeout_s):
         return Stopped(pid, "terminated", time.monotonic() - started)
+    _signal(pid, signal.SIGKILL)
+    _wait_gone(pid, start_ticks, 10.0)
+    return Stopped(pid, "killed", time.monotonic() - started)
+
+
+def kill_now(pid: int, start_ticks: int | None) -> Stopped:
+    """SIGKILL without warning (a crash on purpose); never signals a reused pid."""
+    started = time.monotonic()
+    if not is_running(pid, start_ticks):
+        return Stopped(pid, "not-running", 0.0)
     _signal(pid, signal.SIGKILL)
     _wait_gone(pid, start_ticks, 10.0)
     return Stopped(pid, "killed", time.monotonic() - started)

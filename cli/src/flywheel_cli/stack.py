@@ -1,4 +1,4 @@
-"""``flywheel stack up | down | status | jars``: the no-Docker local stack."""
+"""``flywheel stack up | down | status | restart | env | jars``: the no-Docker local stack."""
 
 from __future__ import annotations
 
@@ -65,9 +65,25 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def _replicas(args: argparse.Namespace) -> dict[str, int]:
+    """Replicas per service from ``--replicas N`` (every scalable service) and ``--scale``."""
+    from flywheel.errors import ConfigError
+    from flywheel_cli.components import SERVICES, parse_scale
+
+    replicas: dict[str, int] = {}
+    if args.replicas is not None:
+        replicas = {spec.name: args.replicas for spec in SERVICES if spec.scalable}
+    try:
+        replicas |= parse_scale(args.scale or "")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return replicas
+
+
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stack = _stack()
+    stack.config = stack.config.with_replicas(_replicas(args))
     stack.up(timeout_s=args.timeout)
     print(f"stack healthy in {time.monotonic() - started:.1f}s", file=sys.stderr)
     _print_table(stack.status())
@@ -84,6 +100,18 @@ def _down(args: argparse.Namespace) -> int:
             print(f"{record.name}: left running (not started by this stack)")
         else:
             print(f"{record.name}: pid {stopped.pid} {stopped.outcome} ({stopped.seconds:.1f}s)")
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    stack = _stack()
+    stopped, started = stack.restart(
+        args.name, kill=args.kill, pause_s=args.pause, timeout_s=args.timeout
+    )
+    print(
+        f"{args.name}: pid {stopped.pid} {stopped.outcome}, now pid {started.pid} (healthy)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -110,6 +138,18 @@ def _jars(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replica_count(raw: str) -> int:
+    from flywheel_cli.components import MAX_REPLICAS
+
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not an integer") from None
+    if not 1 <= value <= MAX_REPLICAS:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..{MAX_REPLICAS}")
+    return value
+
+
 def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = groups.add_parser(
         "stack",
@@ -124,6 +164,17 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     up = commands.add_parser("up", help="start what is missing and wait until healthy")
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    up.add_argument(
+        "--replicas",
+        type=_replica_count,
+        metavar="N",
+        help="run N processes each of stream-ingest, trainer and predictor (default 1)",
+    )
+    up.add_argument(
+        "--scale",
+        metavar="SERVICE=N,...",
+        help="replicas per service, e.g. trainer=2,predictor=3 (wins over --replicas)",
+    )
     up.set_defaults(func=_up)
 
     down = commands.add_parser("down", help="stop the processes `up` started (by pid)")
@@ -132,6 +183,22 @@ def register(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status = commands.add_parser("status", help="each component's pid, port and health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_status)
+
+    restart = commands.add_parser(
+        "restart",
+        help="stop one service process (e.g. predictor-2) and start it again",
+        description="Stop one service process this stack started, by its recorded pid, "
+        "start it again with the same port and environment, and wait until it is healthy.",
+    )
+    restart.add_argument("name", help="the component name `status` shows, e.g. trainer-2")
+    restart.add_argument(
+        "--kill", action="store_true", help="SIGKILL instead of SIGTERM (simulate a crash)"
+    )
+    restart.add_argument(
+        "--pause", type=float, default=0.0, metavar="S", help="stay down S seconds first"
+    )
+    restart.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    restart.set_defaults(func=_restart)
 
     env = commands.add_parser(
         "env", help='print the endpoints as shell exports: eval "$(flywheel stack env)"'
