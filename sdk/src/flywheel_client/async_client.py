@@ -3,6 +3,11 @@
 ``predict`` never takes longer than ``timeout_s`` in total: every attempt runs under
 the time left, and a backoff (or a server's ``Retry-After``) that would cross the
 deadline ends the retries early instead of sleeping past it.
+
+With several endpoints (predictor replicas) a failed attempt moves straight on to the
+next replica, without a backoff; only once every replica failed does the client wait
+and start another round. Each attempt gets an equal share of the time left among the
+replicas not yet tried in the round, so one hung replica cannot use up the budget.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from flywheel.events import FeedbackEvent
 from flywheel.kafka import KafkaConfig
+from flywheel_client.endpoints import EndpointPool, normalise_endpoints
 from flywheel_client.errors import (
     FlywheelClientError,
     NoModel,
@@ -51,7 +57,7 @@ class AsyncFlywheelClient:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | Sequence[str] = DEFAULT_BASE_URL,
         *,
         api_key: str | None = None,
         timeout_s: float = 1.0,
@@ -60,16 +66,17 @@ class AsyncFlywheelClient:
         feedback_timeout_s: float = 10.0,
         source: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        endpoint_cooldown_s: float = 1.0,
     ) -> None:
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
         self.timeout_s = timeout_s
         self.retry = retry or RetryPolicy()
         self.source = source
+        # One URL, or several replicas of the predictor tried in turn (module docstring).
+        self.endpoints = EndpointPool(normalise_endpoints(base_url), cooldown_s=endpoint_cooldown_s)
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            base_url=base_url, headers=headers, transport=transport, timeout=timeout_s
-        )
+        self._http = httpx.AsyncClient(headers=headers, transport=transport, timeout=timeout_s)
         if isinstance(kafka, str):
             kafka = KafkaConfig(bootstrap_servers=kafka, client_id="flywheel-client")
         self._feedback = (
@@ -179,34 +186,42 @@ class AsyncFlywheelClient:
         loop = asyncio.get_running_loop()
         budget = self.timeout_s if timeout_s is None else timeout_s
         deadline = loop.time() + budget
-        url = f"/v1/tasks/{quote(task, safe='')}/predict"
+        path = f"/v1/tasks/{quote(task, safe='')}/predict"
+        pool = self.endpoints
         attempts = 0
         why = "no attempt fitted in the time budget"
         status: int | None = None
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            attempts += 1
+        for round_number in range(1, self.retry.max_retries + 2):
+            order = pool.order(loop.time())
             retry_after: float | None = None
-            try:
-                async with asyncio.timeout(remaining):
-                    response = await self._http.post(url, json=body, timeout=remaining)
-            except (TimeoutError, httpx.TimeoutException):
-                why, status = f"no answer within {budget:.3g}s", None
-            except httpx.TransportError as exc:
-                why, status = f"connection failed: {exc!r}", None
-            else:
-                if response.status_code == 200:
-                    return response.json()
-                status = response.status_code
-                if not retryable_status(status):
-                    raise _refusal(response)
-                why = f"HTTP {status}: {_detail(response)}"
-                retry_after = parse_retry_after(response)
-            if attempts > self.retry.max_retries:
+            for position, endpoint in enumerate(order):
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                # An equal share of the time left among the replicas still to try.
+                share = remaining / (len(order) - position)
+                attempts += 1
+                try:
+                    async with asyncio.timeout(share):
+                        response = await self._http.post(endpoint + path, json=body, timeout=share)
+                except (TimeoutError, httpx.TimeoutException):
+                    why, status = f"{endpoint}: no answer within {share:.3g}s", None
+                except httpx.TransportError as exc:
+                    why, status = f"{endpoint}: connection failed: {exc!r}", None
+                else:
+                    if response.status_code == 200:
+                        pool.answered(endpoint)
+                        return response.json()
+                    status = response.status_code
+                    if not retryable_status(status):
+                        pool.answered(endpoint)  # it answered; the request is at fault
+                        raise _refusal(response)
+                    why = f"{endpoint}: HTTP {status}: {_detail(response)}"
+                    retry_after = parse_retry_after(response)
+                pool.failed(endpoint, loop.time())
+            if round_number > self.retry.max_retries or loop.time() >= deadline:
                 break
-            delay = self.retry.delay(attempts, retry_after)
+            delay = self.retry.delay(round_number, retry_after)
             if loop.time() + delay >= deadline:
                 why += f" (next attempt would be due after the {budget:.3g}s budget)"
                 break

@@ -34,7 +34,7 @@ class FlywheelClient:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | Sequence[str] = DEFAULT_BASE_URL,
         *,
         api_key: str | None = None,
         timeout_s: float = 1.0,
@@ -43,6 +43,7 @@ class FlywheelClient:
         feedback_timeout_s: float = 10.0,
         source: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        endpoint_cooldown_s: float = 1.0,
     ) -> None:
         self._client = AsyncFlywheelClient(
             base_url,
@@ -53,6 +54,7 @@ class FlywheelClient:
             feedback_timeout_s=feedback_timeout_s,
             source=source,
             transport=transport,
+            endpoint_cooldown_s=endpoint_cooldown_s,
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
