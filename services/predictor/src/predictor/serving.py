@@ -82,6 +82,10 @@ class Predictor:
             self.keyring.authorize(api_key, task)
         model = self.store.get(task)
         if model is None:
+            if not self.started:
+                # Still loading champions (a replica that just restarted): "no model"
+                # would be a lie; 503 sends the client to another replica.
+                raise Refused(503, "predictor is starting: models are loading", reason="starting")
             raise Refused(404, f"no model is served for task {task!r} yet", reason="no_model")
         return model
 
