@@ -108,6 +108,12 @@ def create_app(
             raise HTTPException(401, "missing or wrong API key", {"WWW-Authenticate": "Bearer"})
 
     auth = [Depends(authenticated)]
+    # What `authenticated` answers, declared so the OpenAPI document (and the README
+    # generated from it) lists it; FastAPI cannot see inside a dependency.
+    refusals: dict[int | str, dict[str, Any]] = {
+        401: {"description": "No or wrong API key"},
+        503: {"description": "No API key is configured: the endpoint is off"},
+    }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -118,7 +124,7 @@ def create_app(
             "in_flight": engine.in_flight,
         }
 
-    @app.get("/api/v1/alerts", dependencies=auth)
+    @app.get("/api/v1/alerts", dependencies=auth, responses=refusals)
     async def list_alerts() -> list[dict[str, Any]]:
         at = now()
         return [
@@ -126,7 +132,7 @@ def create_app(
             for a in engine.dispatcher.alerts.values()
         ]
 
-    @app.get("/api/v1/silences", dependencies=auth)
+    @app.get("/api/v1/silences", dependencies=auth, responses=refusals)
     async def list_silences() -> list[dict[str, Any]]:
         at = now()
         return [
@@ -134,13 +140,17 @@ def create_app(
             for s in engine.dispatcher.silences.all()
         ]
 
-    @app.post("/api/v1/silences", dependencies=auth, status_code=201)
+    @app.post("/api/v1/silences", dependencies=auth, status_code=201, responses=refusals)
     async def create_silence(request: SilenceRequest) -> dict[str, Any]:
         silence = build_silence(request, now())
         await engine.put_silence(silence)
         return silence.model_dump(mode="json")
 
-    @app.delete("/api/v1/silences/{silence_id}", dependencies=auth)
+    @app.delete(
+        "/api/v1/silences/{silence_id}",
+        dependencies=auth,
+        responses={**refusals, 404: {"description": "No such silence"}},
+    )
     async def expire_silence(silence_id: str) -> dict[str, Any]:
         silence = engine.dispatcher.silences.get(silence_id)
         if silence is None:
@@ -168,11 +178,13 @@ def create_app(
             status_code=202,
         )
 
-    @app.post("/api/v1/receive/alertmanager", dependencies=auth)
+    inbound = {**refusals, 400: {"description": "The body is not JSON"}}
+
+    @app.post("/api/v1/receive/alertmanager", dependencies=auth, status_code=202, responses=inbound)
     async def receive_alertmanager(request: Request) -> Any:
         return await receive(request, "alertmanager")
 
-    @app.post("/api/v1/receive/grafana", dependencies=auth)
+    @app.post("/api/v1/receive/grafana", dependencies=auth, status_code=202, responses=inbound)
     async def receive_grafana(request: Request) -> Any:
         return await receive(request, "grafana")
 
