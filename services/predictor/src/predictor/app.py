@@ -7,16 +7,16 @@ Responses are serialised straight to JSON bytes (orjson); the pydantic models in
 
 from __future__ import annotations
 
-import re
-import time
 from typing import Annotated, Any
 
 import orjson
 from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import make_asgi_app
-from pydantic import StringConstraints, TypeAdapter, ValidationError
+from starlette.routing import BaseRoute, Match
+from starlette.types import Receive, Scope, Send
 
 from flywheel.tasks import TASK_NAME_PATTERN
 from predictor.auth import AuthError
@@ -24,51 +24,23 @@ from predictor.contracts import (
     ErrorBody,
     Prediction,
     PredictionRows,
-    PredictRequest,
     ReadinessBody,
     TaskDetail,
     TaskSummary,
 )
+from predictor.predict_route import (
+    PREDICT_PARAMETERS,
+    PREDICT_PATH,
+    PREDICT_REQUEST_BODY,
+    PredictEndpoint,
+    api_key_from,
+)
 from predictor.scoring import ServingModel
 from predictor.serving import Predictor, Refused
 
-__all__ = ["create_app"]
+__all__ = ["PredictorAPI", "create_app"]
 
 TaskPath = Annotated[str, Path(pattern=TASK_NAME_PATTERN, max_length=128)]
-
-# The predict route reads its task and ``explain`` itself (FastAPI's parameter
-# machinery costs more per request than scoring does); these give the same answers,
-# the same 422 messages, and the same OpenAPI parameters as the declared ones would.
-_TASK_NAME = re.compile(TASK_NAME_PATTERN)
-_TASK_ADAPTER: TypeAdapter[str] = TypeAdapter(
-    Annotated[str, StringConstraints(max_length=128, pattern=TASK_NAME_PATTERN)]
-)
-_BOOL_ADAPTER: TypeAdapter[bool] = TypeAdapter(bool)
-_PREDICT_PARAMETERS: list[dict[str, Any]] = [
-    {
-        "name": "task",
-        "in": "path",
-        "required": True,
-        "schema": {
-            "type": "string",
-            "maxLength": 128,
-            "pattern": TASK_NAME_PATTERN,
-            "title": "Task",
-        },
-    },
-    {
-        "name": "explain",
-        "in": "query",
-        "required": False,
-        "description": "Add SHAP contributions",
-        "schema": {
-            "type": "boolean",
-            "description": "Add SHAP contributions",
-            "default": False,
-            "title": "Explain",
-        },
-    },
-]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
@@ -83,65 +55,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-# 10,000 rows of a few dozen features fit easily; anything larger is refused unread.
-MAX_BODY_BYTES = 32 * 1024 * 1024
-
-_REQUEST_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
-}
-
-
-def _parse(raw: bytes) -> PredictRequest:
-    try:
-        return PredictRequest.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "<body>"
-        raise Refused(422, f"{field}: {first['msg']}", field, "invalid_field") from exc
-
-
-def _invalid_param(where: str, adapter: TypeAdapter[Any], value: str) -> Refused:
-    try:
-        adapter.validate_python(value)
-    except ValidationError as exc:
-        return Refused(422, f"{where}: {exc.errors()[0]['msg']}", where, "invalid_field")
-    raise AssertionError(f"{where}: {value!r} is valid")  # pragma: no cover
-
-
-def _task_param(request: Request) -> str:
-    task: str = request.path_params["task"]
-    if len(task) > 128 or _TASK_NAME.match(task) is None:
-        raise _invalid_param("path.task", _TASK_ADAPTER, task)
-    return task
-
-
-def _explain_param(request: Request) -> bool:
-    # Starlette keeps the last of repeated query parameters, as FastAPI's bool does.
-    raw = request.query_params.get("explain")
-    if raw is None:
-        return False
-    lowered = raw.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise _invalid_param("query.explain", _BOOL_ADAPTER, raw)
-
-
-_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
-_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
-
-
 def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _api_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
+    return api_key_from(request.headers.get("authorization"), request.headers.get("x-api-key"))
 
 
 def _summary(model: ServingModel) -> dict[str, Any]:
@@ -177,7 +96,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AuthError)
     async def _auth(request: Request, exc: AuthError) -> Response:
-        return _json({"detail": str(exc), "field": None, "reason": "unauthorized"}, exc.status)
+        return _json(exc.body, exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -188,8 +107,29 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _json({"detail": message, "field": field, "reason": "invalid_field"}, 422)
 
 
-def create_app(predictor: Predictor) -> FastAPI:
-    app = FastAPI(
+class PredictorAPI(FastAPI):
+    """The predictor's FastAPI app, with the predict route served ahead of FastAPI.
+
+    A request the declared predict route would take (same route, same match) goes
+    straight to :class:`~predictor.predict_route.PredictEndpoint`, skipping the
+    middleware stack and the router; everything else is FastAPI's as usual.
+    """
+
+    predict_route: BaseRoute | None = None
+    predict_endpoint: PredictEndpoint | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route, endpoint = self.predict_route, self.predict_endpoint
+        if scope["type"] == "http" and route is not None and endpoint is not None:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                await endpoint(scope, receive, send, child["path_params"]["task"])
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(predictor: Predictor) -> PredictorAPI:
+    app = PredictorAPI(
         title="Flywheel predictor",
         version="1",
         description="Low-latency predictions from the champion LightGBM model of each task. "
@@ -197,57 +137,27 @@ def create_app(predictor: Predictor) -> FastAPI:
     )
     app.mount("/metrics", make_asgi_app(registry=predictor.metrics.registry))
     _install_error_handlers(app)
-    metrics = predictor.metrics
+    endpoint = PredictEndpoint(predictor)
 
     @app.post(
-        "/v1/tasks/{task}/predict",
+        PREDICT_PATH,
         response_model=Prediction | PredictionRows,
         responses=_ERRORS,
         summary="Score one row (features) or many (rows)",
-        openapi_extra={"requestBody": _REQUEST_BODY, "parameters": _PREDICT_PARAMETERS},
+        openapi_extra={"requestBody": PREDICT_REQUEST_BODY, "parameters": PREDICT_PARAMETERS},
     )
     async def predict(request: Request) -> Response:
-        started = time.perf_counter()
-        # Invalid parameters are refused before anything is counted (an arbitrary
-        # path must not become a metric label), as FastAPI's own checks were.
-        task = _task_param(request)
-        explain = _explain_param(request)
-        status = 500
-        try:
-            # Parsed here rather than by FastAPI's body machinery: same model, same
-            # errors, a fraction of the per-request cost on the hot path.
-            declared = request.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-                raise Refused(
-                    413, f"<body>: larger than {MAX_BODY_BYTES} bytes", "<body>", "too_large"
-                )
-            body = _parse(await request.body())
-            model = predictor.model_for(task, _api_key(request))
-            explain = explain or body.explain
-            if body.features is not None:
-                answer = await predictor.predict_one(
-                    model,
-                    body.features,
-                    entity_id=body.entity_id,
-                    explain=explain,
-                    started=started,
-                )
-            else:
-                answer = await predictor.predict_rows(
-                    model,
-                    body.rows or [],
-                    entity_id=body.entity_id,
-                    explain=explain,
-                    started=started,
-                )
-            status = 200
-            return _json(answer)
-        except (Refused, AuthError) as exc:
-            status = exc.status
-            raise
-        finally:
-            predictor.counts.count(status)
-            metrics.answered(task, status, time.perf_counter() - started)
+        # Declared for the OpenAPI document; PredictorAPI serves these requests itself
+        # through the same endpoint, so this only runs if the route is reached otherwise.
+        status, body = await endpoint.answer(
+            request.scope, request.receive, request.path_params["task"]
+        )
+        return Response(body, status_code=status, media_type="application/json")
+
+    app.predict_route = next(
+        r for r in app.router.routes if isinstance(r, APIRoute) and r.path == PREDICT_PATH
+    )
+    app.predict_endpoint = endpoint
 
     @app.get("/v1/tasks", response_model=list[TaskSummary], responses=_ERRORS)
     async def list_tasks(request: Request) -> Response:

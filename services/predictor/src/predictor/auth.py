@@ -37,6 +37,11 @@ class AuthError(Exception):
         super().__init__(message)
         self.status = status
 
+    @property
+    def body(self) -> dict[str, str | None]:
+        """The JSON error body (same shape as every other predictor error)."""
+        return {"detail": str(self), "field": None, "reason": "unauthorized"}
+
 
 class _KeyEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
