@@ -45,6 +45,8 @@ from flywheel.kafka import (
 from flywheel.redis import RedisConfig, connect_redis, wait_for_redis
 from flywheel.serde import decode, encode
 from flywheel.tasks import (
+    EnsembleMember,
+    EnsembleSpec,
     FeatureSpec,
     FeatureType,
     FlushPolicy,
@@ -64,6 +66,8 @@ __all__ = [
     "ConfigError",
     "DeadLetter",
     "DependencyUnavailable",
+    "EnsembleMember",
+    "EnsembleSpec",
     "EntityFeatures",
     "EventValidationError",
     "FeatureSpec",

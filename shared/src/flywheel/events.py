@@ -13,13 +13,23 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from flywheel.tasks import (
     FeatureName,
     FeatureSpec,
     FeatureValue,
     LabelValue,
+    MemberName,
     Objective,
     TaskName,
 )
@@ -31,6 +41,8 @@ __all__ = [
     "AlertState",
     "ChampionChange",
     "DeadLetter",
+    "EnsembleMemberRecord",
+    "EnsembleParameters",
     "EntityFeatures",
     "EventId",
     "FeedbackEvent",
@@ -110,8 +122,57 @@ class TrainingBatch(_Event):
         return [dict(zip(names, values, strict=True)) for values in zip(*cols, strict=True)]
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class EnsembleMemberRecord(_Event):
+    """One member of an ensemble version: its LightGBM text is in the version's model_text."""
+
+    name: MemberName
+    model_sha256: Sha256
+    strategy: ShortText = "window"
+    trees: int = Field(ge=0)
+    events_trained: int = Field(ge=0)
+    window_events: int = Field(ge=0)
+    # The member's own calibration (its prequential numbers and gate use it); the
+    # ensemble's output is calibrated by ModelVersion.calibration.
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[LabelName, float] = Field(default_factory=dict, max_length=MAX_LABELS)
+
+
+class EnsembleParameters(_Event):
+    """How an ensemble version combines its members (see flywheel.ensembles).
+
+    Raw score = ``bias + sum(weights[i] * member_i raw score)`` (log-odds, class
+    logits or values); then the objective's link and ``ModelVersion.calibration``.
+    """
+
+    combine: Literal["average", "stacked"]
+    members: tuple[EnsembleMemberRecord, ...] = Field(min_length=2, max_length=5)
+    weights: tuple[float, ...] = Field(min_length=2, max_length=5)
+    bias: float = 0.0
+
+    @model_validator(mode="after")
+    def _coherent(self) -> EnsembleParameters:
+        if len(self.weights) != len(self.members):
+            raise ValueError(
+                f"weights: {len(self.weights)} weights for {len(self.members)} members"
+            )
+        if any(w < 0 for w in self.weights):
+            raise ValueError("weights: must be >= 0")
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise ValueError("members: duplicate member names")
+        return self
+
+
 class ModelVersion(_Event):
-    """One trained model version (``models.registry``, key = ``task@vN``; compacted, kept)."""
+    """One trained model version (``models.registry``, key = ``task@vN``; compacted, kept).
+
+    An ensemble version (``model_format`` ``lightgbm-ensemble``) holds its members'
+    LightGBM texts in ``model_text`` as one JSON document (see flywheel.ensembles) and
+    how they combine in ``ensemble``; the sha256 covers the whole document.
+    """
 
     schema_version: Literal[1] = 1
     kind: Literal["version"] = "version"
@@ -120,10 +181,10 @@ class ModelVersion(_Event):
     parent_version: int | None = None
     created_at: UtcDatetime = Field(default_factory=utc_now)
     objective: Objective
-    model_format: Literal["lightgbm-text"] = "lightgbm-text"
+    model_format: Literal["lightgbm-text", "lightgbm-ensemble"] = "lightgbm-text"
     # LightGBM's own text format; never a pickle. Checked against model_sha256 on load.
     model_text: str = Field(max_length=16_000_000)
-    model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    model_sha256: Sha256
     feature_schema: tuple[FeatureSpec, ...]
     category_mappings: dict[FeatureName, list[str]] = Field(default_factory=dict)
     label_classes: list[str] = Field(default_factory=list)
@@ -132,6 +193,26 @@ class ModelVersion(_Event):
     trees: int = Field(ge=0)
     events_trained: int = Field(ge=0)
     metrics: dict[LabelName, float] = Field(default_factory=dict, max_length=MAX_LABELS)
+    # Only for model_format "lightgbm-ensemble"; absent (not even null) for one model.
+    ensemble: EnsembleParameters | None = None
+
+    @model_validator(mode="after")
+    def _format_matches(self) -> ModelVersion:
+        if (self.model_format == "lightgbm-ensemble") != (self.ensemble is not None):
+            raise ValueError("ensemble: required exactly when model_format is lightgbm-ensemble")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_ensemble(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A single model serialises exactly as before ensembles existed.
+        data = handler(self)
+        if self.ensemble is None and isinstance(data, dict):
+            data.pop("ensemble", None)
+        return data
+
+    @property
+    def is_ensemble(self) -> bool:
+        return self.ensemble is not None
 
     def registry_key(self) -> str:
         return f"{self.task}@v{self.version}"

@@ -16,14 +16,27 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from flywheel.errors import EventValidationError, TaskError
 from flywheel.serde import validation_error_message
 
 __all__ = [
     "FEATURE_NAME_PATTERN",
+    "MEMBER_NAME_PATTERN",
     "TASK_NAME_PATTERN",
+    "EnsembleMember",
+    "EnsembleSpec",
     "FeatureName",
     "FeatureSpec",
     "FeatureType",
@@ -32,9 +45,11 @@ __all__ = [
     "LabelSpec",
     "LabelType",
     "LabelValue",
+    "MemberName",
     "Objective",
     "TaskDefinition",
     "TaskName",
+    "TrainingOverrides",
     "TrainingPolicy",
     "load_task_file",
 ]
@@ -44,8 +59,12 @@ FEATURE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
 MAX_FEATURES = 256
 MAX_CATEGORY_LEN = 256
 
+# Member names end up in metric labels and registry keys: short, lower-case, no dots.
+MEMBER_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
 TaskName = Annotated[str, Field(pattern=TASK_NAME_PATTERN)]
 FeatureName = Annotated[str, Field(pattern=FEATURE_NAME_PATTERN)]
+MemberName = Annotated[str, Field(pattern=MEMBER_NAME_PATTERN)]
 
 
 def _scalar(value: Any, *, nullable: bool) -> Any:
@@ -123,17 +142,85 @@ class FlushPolicy(_Strict):
     max_age_s: float = Field(default=2.0, gt=0, le=3600)
 
 
+# The training knobs, bounded once here for TrainingPolicy and an ensemble member's
+# overrides alike.
+Strategy = Literal["auto", "window", "append", "refit"]
+WindowEvents = Annotated[int, Field(ge=100, le=1_000_000)]
+MaxTrees = Annotated[int, Field(ge=1, le=5_000)]
+TreesPerUpdate = Annotated[int, Field(ge=1, le=500)]
+NumLeaves = Annotated[int, Field(ge=2, le=1024)]
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+MinEventsToTrain = Annotated[int, Field(ge=1, le=100_000)]
+CalibrationMethod = Literal["isotonic", "platt", "none"]
+
+
 class TrainingPolicy(_Strict):
     """How the trainer keeps the model learning while staying bounded."""
 
-    strategy: Literal["auto", "window", "append", "refit"] = "auto"
-    window_events: int = Field(default=5_000, ge=100, le=1_000_000)
-    max_trees: int = Field(default=200, ge=1, le=5_000)
-    trees_per_update: int = Field(default=20, ge=1, le=500)
-    num_leaves: int = Field(default=31, ge=2, le=1024)
-    learning_rate: float = Field(default=0.05, gt=0, le=1)
-    min_events_to_train: int = Field(default=50, ge=1, le=100_000)
-    calibration: Literal["isotonic", "platt", "none"] = "isotonic"
+    strategy: Strategy = "auto"
+    window_events: WindowEvents = 5_000
+    max_trees: MaxTrees = 200
+    trees_per_update: TreesPerUpdate = 20
+    num_leaves: NumLeaves = 31
+    learning_rate: LearningRate = 0.05
+    min_events_to_train: MinEventsToTrain = 50
+    calibration: CalibrationMethod = "isotonic"
+
+
+class TrainingOverrides(_Strict):
+    """An ensemble member's changes to the task's :class:`TrainingPolicy` (unset = inherit)."""
+
+    strategy: Strategy | None = None
+    window_events: WindowEvents | None = None
+    max_trees: MaxTrees | None = None
+    trees_per_update: TreesPerUpdate | None = None
+    num_leaves: NumLeaves | None = None
+    learning_rate: LearningRate | None = None
+    min_events_to_train: MinEventsToTrain | None = None
+    calibration: CalibrationMethod | None = None
+
+    @model_serializer(mode="wrap")
+    def _only_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
+
+    def apply(self, policy: TrainingPolicy) -> TrainingPolicy:
+        changes = self.model_dump()  # only the fields the member sets
+        return TrainingPolicy.model_validate({**policy.model_dump(), **changes})
+
+
+class EnsembleMember(_Strict):
+    """One model of an ensemble: a name and how its training differs from the task's."""
+
+    name: MemberName
+    training: TrainingOverrides = TrainingOverrides()
+
+
+class EnsembleSpec(_Strict):
+    """A task served by 2 to 5 models trained side by side on the same batches.
+
+    ``average`` combines the members' raw scores (log-odds, class logits or values)
+    with equal weights; ``stacked`` with non-negative weights and a bias fitted on the
+    members' recent out-of-sample scores (the last ``stack_window_events`` events).
+    See docs/ensembles.md.
+    """
+
+    combine: Literal["average", "stacked"] = "average"
+    members: tuple[EnsembleMember, ...] = Field(min_length=2, max_length=5)
+    stack_window_events: int = Field(default=2_000, ge=100, le=100_000)
+
+    @field_validator("members")
+    @classmethod
+    def _unique_names(cls, members: tuple[EnsembleMember, ...]) -> tuple[EnsembleMember, ...]:
+        names = [m.name for m in members]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate member names: {', '.join(dupes)}")
+        return members
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
 
 
 class TaskDefinition(_Strict):
@@ -148,6 +235,17 @@ class TaskDefinition(_Strict):
     training: TrainingPolicy = TrainingPolicy()
     description: str = Field(default="", max_length=2_000)
     owner: str = Field(default="", max_length=128)
+    # Absent: one model (the default, and every task written before ensembles existed).
+    ensemble: EnsembleSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_ensemble(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A single-model task serialises exactly as before ensembles existed, so readers
+        # that do not know the field keep accepting it.
+        data = handler(self)
+        if self.ensemble is None and isinstance(data, dict):
+            data.pop("ensemble", None)
+        return data
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
@@ -170,6 +268,23 @@ class TaskDefinition(_Strict):
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
+
+    def member_tasks(self) -> list[tuple[str, TaskDefinition]]:
+        """``(name, definition)`` per ensemble member: this task with the member's training.
+
+        Empty for a single-model task. A member definition has no ensemble of its own.
+        """
+        if self.ensemble is None:
+            return []
+        return [
+            (
+                m.name,
+                self.model_copy(
+                    update={"training": m.training.apply(self.training), "ensemble": None}
+                ),
+            )
+            for m in self.ensemble.members
+        ]
 
     def check_features(self, features: dict[str, Any], *, prefix: str = "features") -> None:
         """Raise :class:`EventValidationError` naming the first feature that breaks the schema."""

@@ -1,5 +1,11 @@
 """A servable model: a verified LightGBM booster plus everything needed to feed it.
 
+An ensemble version (``model_format`` ``lightgbm-ensemble``) is served by the same
+class: its members' boosters and combiner live in
+:class:`~predictor.ensemble_scoring.EnsembleScorer`, and everything else (checking,
+encoding, calibration, the response) is shared, so a hot swap between a single model
+and an ensemble is an ordinary swap.
+
 :class:`ServingModel` is built once per model version (off the hot path) from a
 :class:`~flywheel.events.ModelVersion`: the text is checked against its sha256, the
 booster is loaded from LightGBM's text format (never a pickle) and warmed. Feature
@@ -24,6 +30,7 @@ from flywheel.calibration import Calibrator, calibrator_from
 from flywheel.errors import ModelError, ModelIntegrityError
 from flywheel.events import ModelVersion
 from flywheel.tasks import FeatureType, LabelSpec, LabelType, Objective, TaskDefinition
+from predictor.ensemble_scoring import EnsembleScorer
 
 __all__ = ["ServingModel"]
 
@@ -54,6 +61,7 @@ def _label_spec(version: ModelVersion) -> LabelSpec:
 @dataclass(slots=True)
 class ServingModel:
     record: ModelVersion
+    # The model's booster; for an ensemble its first member's (the column order).
     booster: lgb.Booster
     definition: TaskDefinition
     calibrate: Calibrator
@@ -64,6 +72,8 @@ class ServingModel:
     # Measured at warm-up: what scoring one row costs, so callers can tell whether a
     # remote cache lookup would save time or cost it.
     row_cost_us: float = 0.0
+    # Set for an ensemble version: scoring and explanations go through its members.
+    ensemble: EnsembleScorer | None = None
 
     @property
     def task(self) -> str:
@@ -76,16 +86,8 @@ class ServingModel:
     @classmethod
     def load(cls, record: ModelVersion) -> ServingModel:
         """Verify, load and warm ``record``; :class:`ModelError` if it cannot be served."""
-        actual = ModelVersion.hash_text(record.model_text)
-        if actual != record.model_sha256:
-            raise ModelIntegrityError(
-                f"{record.registry_key()}: model text hashes to {actual[:12]}…, "
-                f"the registry says {record.model_sha256[:12]}…"
-            )
-        try:
-            booster = lgb.Booster(model_str=record.model_text)
-        except lgb.basic.LightGBMError as exc:
-            raise ModelError(f"{record.registry_key()}: not a LightGBM text model: {exc}") from exc
+        ensemble = EnsembleScorer.load(record) if record.is_ensemble else None
+        booster = _booster(record) if ensemble is None else ensemble.boosters[0]
         specs = {spec.name: spec for spec in record.feature_schema}
         names = list(booster.feature_name())
         if len(names) != len(specs):
@@ -122,6 +124,7 @@ class ServingModel:
                 name: {c: i for i, c in enumerate(cats)}
                 for name, cats in record.category_mappings.items()
             },
+            ensemble=ensemble,
         )
         model.warm()
         return model
@@ -130,7 +133,7 @@ class ServingModel:
         """Run the booster once per path so the first real request pays no set-up cost."""
         row = np.full((1, len(self.columns)), np.nan)
         self._scores(row)
-        self.booster.predict(row, pred_contrib=True)
+        self._contrib(row)
         timings = []
         for _ in range(7):
             started = time.perf_counter()
@@ -168,6 +171,8 @@ class ServingModel:
         return matrix, unknown
 
     def _scores(self, matrix: Matrix) -> Matrix:
+        if self.ensemble is not None:
+            return self.ensemble.scores(matrix, _threads(matrix))
         out: Matrix = np.asarray(
             self.booster.predict(matrix, num_threads=_threads(matrix)), dtype=np.float64
         )
@@ -215,16 +220,24 @@ class ServingModel:
                 result["contributions"] = contributions
         return results
 
+    def _contrib(self, matrix: Matrix) -> Matrix:
+        if self.ensemble is not None:
+            return self.ensemble.contributions(matrix, _threads(matrix))
+        out: Matrix = np.asarray(
+            self.booster.predict(matrix, pred_contrib=True, num_threads=_threads(matrix)),
+            dtype=np.float64,
+        )
+        return out
+
     def contributions(self, matrix: Matrix) -> list[dict[str, Any]]:
         """SHAP values per feature (LightGBM ``pred_contrib``) in raw-score space.
 
         ``bias`` is the expected raw score; features + bias sum to the raw score.
-        Multiclass gives one such mapping per class.
+        Multiclass gives one such mapping per class. For an ensemble: the members' SHAP
+        values weighted as the combiner weights their raw scores, so they sum to the
+        ensemble's raw score (see :mod:`predictor.ensemble_scoring`).
         """
-        contrib = np.asarray(
-            self.booster.predict(matrix, pred_contrib=True, num_threads=_threads(matrix)),
-            dtype=np.float64,
-        )
+        contrib = self._contrib(matrix)
         width = len(self.columns) + 1
         names = [*self.columns, "bias"]
         out: list[dict[str, Any]] = []
@@ -240,3 +253,17 @@ class ServingModel:
                     }
                 )
         return out
+
+
+def _booster(record: ModelVersion) -> lgb.Booster:
+    """A single model's booster, its text checked against the registry's sha256."""
+    actual = ModelVersion.hash_text(record.model_text)
+    if actual != record.model_sha256:
+        raise ModelIntegrityError(
+            f"{record.registry_key()}: model text hashes to {actual[:12]}…, "
+            f"the registry says {record.model_sha256[:12]}…"
+        )
+    try:
+        return lgb.Booster(model_str=record.model_text)
+    except lgb.basic.LightGBMError as exc:
+        raise ModelError(f"{record.registry_key()}: not a LightGBM text model: {exc}") from exc

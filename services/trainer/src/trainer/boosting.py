@@ -13,7 +13,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from flywheel.errors import ModelIntegrityError
+from flywheel.errors import ModelError, ModelIntegrityError
 from flywheel.events import ModelVersion
 from flywheel.tasks import Objective, TrainingPolicy
 from trainer.encoding import Matrix, Vector
@@ -111,13 +111,16 @@ def refit(booster: lgb.Booster, x: Matrix, y: Vector) -> lgb.Booster:
     return booster.refit(x, y, decay_rate=REFIT_DECAY)
 
 
-def predict(booster: lgb.Booster, x: Matrix) -> Matrix | Vector:
-    out: Matrix | Vector = np.asarray(booster.predict(x), dtype=np.float64)
+def predict(booster: lgb.Booster, x: Matrix, *, raw_score: bool = False) -> Matrix | Vector:
+    """Probabilities (or values); with ``raw_score`` log-odds / class logits (or values)."""
+    out: Matrix | Vector = np.asarray(booster.predict(x, raw_score=raw_score), dtype=np.float64)
     return out
 
 
 def load(record: ModelVersion) -> Model:
     """A registry record as a usable model; :class:`ModelIntegrityError` on a bad hash."""
+    if record.is_ensemble:
+        raise ModelError(f"{record.registry_key()}: an ensemble, not one LightGBM model")
     if ModelVersion.hash_text(record.model_text) != record.model_sha256:
         raise ModelIntegrityError(f"{record.registry_key()}: model text does not match its hash")
     booster = lgb.Booster(model_str=record.model_text)

@@ -74,7 +74,7 @@ from trainer.prequential import (
     row_losses,
 )
 
-__all__ = ["STRATEGIES", "BatchReport", "Promotion", "TaskLearner"]
+__all__ = ["STRATEGIES", "BatchReport", "Promotion", "TaskLearner", "candidate_is_worse"]
 
 STRATEGIES = ("window", "append", "refit")
 # Re-try every feasible strategy at least this often so "auto" notices when another wins.
@@ -114,6 +114,25 @@ class BatchReport:
     strategy: str
     update_seconds: float
     champion: int | None
+    # Rows of this batch the candidate did not learn (the gate's test set).
+    held_back: int = 0
+    # Ensembles: each member's prequential numbers on this batch (its own champion's).
+    member_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def candidate_is_worse(
+    champion_rows: Vector, candidate_rows: Vector, *, tolerance: float, floor: float
+) -> bool:
+    """The gate's verdict from per-row losses on the held-back events (paired, one-sided).
+
+    Refuses the candidate only when its extra loss exceeds ``tolerance`` (relative to the
+    champion's loss, at least ``floor``) by more than the noise of a small hold-out.
+    """
+    champion_loss = float(champion_rows.mean())
+    diff = candidate_rows - champion_rows
+    noise = _WORSE_Z * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    allowed = tolerance * max(abs(champion_loss), floor)
+    return float(diff.mean()) - noise > allowed or not math.isfinite(float(candidate_rows.mean()))
 
 
 @dataclass(slots=True)
@@ -198,7 +217,11 @@ class TaskLearner:
         learner.features = FeatureEncoder(task.features, newest.category_mappings)
         if task.objective is Objective.MULTICLASS:
             learner.labels = LabelEncoder(task, list(newest.label_classes))
-        if champion is not None and tuple(champion.feature_schema) == tuple(task.features):
+        if (
+            champion is not None
+            and not champion.is_ensemble  # the task was an ensemble: start a single model
+            and tuple(champion.feature_schema) == tuple(task.features)
+        ):
             learner.champion = boosting.load(champion)
         return learner
 
@@ -217,7 +240,12 @@ class TaskLearner:
         self._last_label = float(y[-1])
 
     def adopt_champion(self, version: ModelVersion) -> None:
-        """Make ``version`` the champion (an operator's promote/rollback in the registry)."""
+        """Make ``version`` the champion (an operator's promote/rollback in the registry).
+
+        An ensemble version (from before the task became a single model) cannot be.
+        """
+        if version.is_ensemble:
+            return
         self.champion = boosting.load(version)
         self._champion_losses.clear()
         self.next_version = max(self.next_version, version.version + 1)
@@ -259,6 +287,7 @@ class TaskLearner:
             strategy=strategy,
             update_seconds=time.perf_counter() - started,
             champion=None if self.champion is None else self.champion.version,
+            held_back=held,
         )
 
     def _held_back(self, rows: int) -> int:
@@ -309,15 +338,12 @@ class TaskLearner:
         self._gains[strategy] = (
             gain if previous_gain is None else (1 - _GAIN_EWMA) * previous_gain + _GAIN_EWMA * gain
         )
-        # "Not worse" as a paired one-sided test: refuse the candidate only when its
-        # extra loss exceeds the tolerance by more than the noise of a small hold-out.
-        diff = candidate_rows - champion_rows
-        noise = _WORSE_Z * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        # A loss near 0 (a task learned perfectly) must not make float noise "worse".
-        floor = _LOSS_FLOOR if classifier else _LOSS_FLOOR * float(np.var(self.window.y))
-        allowed = self.promotion_tolerance * max(abs(champion_loss), floor)
-        worse = float(diff.mean()) - noise > allowed
-        if worse or not math.isfinite(candidate_loss):
+        if candidate_is_worse(
+            champion_rows,
+            candidate_rows,
+            tolerance=self.promotion_tolerance,
+            floor=self.loss_floor(),
+        ):
             self.rejected_in_a_row += 1
             return None
         self.rejected_in_a_row = 0
@@ -329,6 +355,13 @@ class TaskLearner:
             f"loss {candidate_loss:.4f} vs champion {champion_loss:.4f}",
             {"challenger_loss": candidate_loss, "champion_loss": champion_loss},
         )
+
+    def loss_floor(self) -> float:
+        """The smallest loss the gate compares against: a loss near 0 (a task learned
+        perfectly) must not make float noise "worse"."""
+        if self.labels.is_classifier:
+            return _LOSS_FLOOR
+        return _LOSS_FLOOR * float(np.var(self.window.y))
 
     def _drift(self, loss: float) -> bool:
         if len(self._champion_losses) < 3 or not math.isfinite(loss):

@@ -41,6 +41,12 @@ class TrainerMetrics:
             ["task", "version", "metric"],
             registry=r,
         )
+        self.member_batch = Gauge(
+            "flywheel_trainer_member_batch",
+            "Ensemble tasks: each member champion's prequential metric on the latest batch.",
+            ["task", "member", "metric"],
+            registry=r,
+        )
         self.update_seconds = Histogram(
             "flywheel_trainer_update_seconds",
             "Score-then-learn time per update, by strategy.",
@@ -78,6 +84,13 @@ class TrainerMetrics:
             registry=r,
         )
         self._exported: dict[str, str] = {}
+
+    def members(self, task: str, members: dict[str, dict[str, float]]) -> None:
+        """Export each ensemble member's numbers on the latest batch."""
+        for member, metrics in members.items():
+            for name in EXPORTED_METRICS:
+                if name in metrics:
+                    self.member_batch.labels(task, member, name).set(metrics[name])
 
     def live(self, task: str, version: int | None, metrics: dict[str, float]) -> None:
         """Export the live prequential numbers of ``task``'s champion ``version``."""

@@ -3,7 +3,8 @@
 Exactly once, per partition of ``training.batches`` (and so per task, the key):
 
 1. the batches of one poll are grouped by task and merged, and each task's
-   :class:`~trainer.learner.TaskLearner` scores then learns them;
+   :class:`~trainer.learner.TaskLearner` (an ensemble task's
+   :class:`~trainer.ensemble.EnsembleLearner`) scores then learns them;
 2. one Kafka transaction, on a producer whose transactional id belongs to the
    partition, writes the new :class:`ModelVersion`, any :class:`ChampionChange`,
    tombstones of retired versions, refused batches (``feedback.dlq``), the
@@ -53,7 +54,8 @@ from flywheel.topics import (
 )
 from trainer.alerts import LearningAlerts
 from trainer.config import Settings
-from trainer.learner import BatchReport, TaskLearner
+from trainer.ensemble import Learner, resume_learner
+from trainer.learner import BatchReport
 from trainer.metrics import TrainerMetrics
 from trainer.records import Outgoing, dead_letter, merge_batches, registry_writes
 from trainer.replay import recent_batches
@@ -87,7 +89,8 @@ class TrainerService:
         self.batches_topic = self.kafka.topic(TRAINING_BATCHES)
         self.catalog = TaskCatalog(self.kafka)
         self.registry = ModelRegistry(self.kafka)
-        self.learners: dict[str, TaskLearner] = {}
+        # A TaskLearner per task, or an EnsembleLearner for a task with an ensemble.
+        self.learners: dict[str, Learner] = {}
         self._producers: dict[TopicPartition, AIOKafkaProducer] = {}
         self._tasks_of: dict[TopicPartition, set[str]] = defaultdict(set)
         self._trained_through: dict[tuple[str, int], datetime] = {}
@@ -400,13 +403,13 @@ class TrainerService:
             return None
         return batch
 
-    def _learner(self, definition: TaskDefinition) -> TaskLearner:
+    def _learner(self, definition: TaskDefinition) -> Learner:
         name = definition.name
         registry = self.registry
         learner = self.learners.get(name)
         if learner is None or learner.task != definition:
             versions = registry.versions(name)
-            learner = TaskLearner.resume(
+            learner = resume_learner(
                 definition,
                 champion=registry.champion(name),
                 latest=versions[-1] if versions else None,
@@ -439,6 +442,7 @@ class TrainerService:
             self.metrics.model_trees.labels(task).set(report.candidate.trees)
             self.metrics.model_bytes.labels(task).set(len(report.candidate.model_text))
             self.metrics.live(task, report.champion, report.live_metrics)
+            self.metrics.members(task, report.member_metrics)
             if (
                 report.promotion is not None
                 and learner is not None
