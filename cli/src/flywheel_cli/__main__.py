@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from flywheel.errors import ConfigError, FlywheelError
-from flywheel_cli import alerts, dlq, models, stack, tasks
+from flywheel_cli import alerts, dlq, integrate, models, stack, tasks
 
 __all__ = ["build_parser", "main"]
 
@@ -20,6 +20,7 @@ GROUPS: tuple[Register, ...] = (
     models.register,
     alerts.register,
     dlq.register,
+    integrate.register,
 )
 
 
