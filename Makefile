@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH ?= bench/stack_startup.py
 
 .PHONY: help install install-uv install-system install-python kafka-jars up down status \
-	format lint typecheck test test-stack test-unit test-integration bench
+	format lint typecheck test test-stack test-unit test-integration bench docs
 
 # Prerequisites are ordered steps (install before lint before tests), not independent jobs.
 .NOTPARALLEL:
@@ -82,6 +82,9 @@ test-unit: ## Unit tests only (no network)
 
 test-integration: ## Integration tests against the running stack (`make up` first)
 	( eval "$$($(FLYWHEEL) stack env)"; exec $(PYTEST) $(PYTEST_ARGS) tests/integration )
+
+docs: ## Regenerate README's generated sections and docs/schemas/ from the code
+	$(BIN)/python -m tools.docgen
 
 bench: ## Stack start-up benchmark (BENCH=bench/<file>.py for another)
 	$(BIN)/python $(BENCH)
