@@ -3,7 +3,8 @@
 Each service encodes features itself (the trainer to learn, the predictor on the hot
 path). Both take column order and category codes from the model version, so a client
 can never get silently different results; this test holds them to it, for every
-objective, with seen, unseen and missing values.
+objective, with seen, unseen and missing values, for single models and for ensembles
+(averaged and stacked), explanations included.
 """
 
 from __future__ import annotations
@@ -17,14 +18,30 @@ import pytest
 from flywheel.events import TrainingBatch
 from flywheel.tasks import TaskDefinition
 from predictor.scoring import ServingModel
+from trainer.ensemble import EnsembleLearner
 from trainer.learner import TaskLearner
 
 AGENTS = ["planner", "coder", "reviewer", "tester"]
 
 
-def _task(objective: str, label: dict[str, Any], calibration: str = "isotonic") -> TaskDefinition:
+def _task(
+    objective: str,
+    label: dict[str, Any],
+    calibration: str = "isotonic",
+    combine: str | None = None,
+) -> TaskDefinition:
+    ensemble = None
+    if combine is not None:
+        ensemble = {
+            "combine": combine,
+            "members": [
+                {"name": "long", "training": {"window_events": 5_000}},
+                {"name": "short", "training": {"window_events": 400, "strategy": "window"}},
+            ],
+        }
     return TaskDefinition.model_validate(
         {
+            "ensemble": ensemble,
             "name": f"contract.{objective}",
             "objective": objective,
             "label": label,
@@ -99,3 +116,50 @@ def test_predictor_serves_exactly_what_the_trainer_learned(
 
     np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
     assert answers[0].get("unknown_categories") == ["agent"]
+
+
+@pytest.mark.parametrize("combine", ["average", "stacked"])
+@pytest.mark.parametrize(
+    ("objective", "label", "calibration"),
+    [
+        ("binary", {"type": "bool"}, "isotonic"),
+        ("multiclass", {"type": "category", "classes": ["low", "mid", "high"]}, "isotonic"),
+        ("regression", {"type": "float"}, "none"),
+    ],
+)
+def test_predictor_serves_exactly_what_the_trainer_ensemble_learned(
+    objective: str, label: dict[str, Any], calibration: str, combine: str
+) -> None:
+    rng = random.Random(8)
+    learner = EnsembleLearner(_task(objective, label, calibration, combine))
+    for i in range(6):
+        learner.score_then_learn(_batch(objective, rng, i))
+    assert learner.champion is not None
+    params = learner.champion.record.ensemble
+    assert params is not None and params.combine == combine
+    if combine == "stacked":
+        assert params.weights != (0.5, 0.5), "the stacked weights were never fitted"
+    served = ServingModel.load(learner.champion.record)
+
+    rows = [_row(rng) for _ in range(50)]
+    rows[0]["agent"] = "a-category-never-seen"
+    rows[1]["retries"] = None
+    expected = np.asarray(learner.predict_proba(rows))
+    answers = served.predict(rows, explain=True)
+    key = "score" if objective == "regression" else "probability"
+    got = np.asarray([answer[key] for answer in answers])
+
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    assert answers[0].get("unknown_categories") == ["agent"]
+    # Explanations: the weighted member SHAP values sum to the ensemble's raw score.
+    for answer in answers[:5]:
+        contributions = answer["contributions"]
+        if objective == "binary":
+            p = answer["score"]
+            assert sum(contributions.values()) == pytest.approx(np.log(p / (1 - p)), abs=1e-9)
+        elif objective == "regression":
+            assert sum(contributions.values()) == pytest.approx(answer["score"], abs=1e-9)
+        else:
+            z = np.asarray([sum(contributions[c].values()) for c in ("low", "mid", "high")])
+            softmax = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+            np.testing.assert_allclose(softmax, answer["score"], atol=1e-9)

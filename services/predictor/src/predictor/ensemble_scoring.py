@@ -54,9 +54,14 @@ class EnsembleScorer:
                 raise ModelError(
                     f"{record.registry_key()}: member {name} is not a LightGBM text model: {exc}"
                 ) from exc
-        columns = {tuple(b.feature_name()) for b in boosters}
-        if len(columns) != 1:
-            raise ModelError(f"{record.registry_key()}: members disagree on their features")
+        # Every member reads the schema's columns in schema order (a refitted booster
+        # names them Column_0.., so only the count can be compared).
+        widths = {b.num_feature() for b in boosters}
+        if widths != {len(record.feature_schema)}:
+            raise ModelError(
+                f"{record.registry_key()}: members have {sorted(widths)} features, "
+                f"the schema {len(record.feature_schema)}"
+            )
         return cls(
             objective=record.objective,
             names=tuple(m.name for m in params.members),

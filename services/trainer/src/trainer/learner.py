@@ -128,11 +128,13 @@ def candidate_is_worse(
     Refuses the candidate only when its extra loss exceeds ``tolerance`` (relative to the
     champion's loss, at least ``floor``) by more than the noise of a small hold-out.
     """
+    if not math.isfinite(float(candidate_rows.mean())):
+        return True
     champion_loss = float(champion_rows.mean())
     diff = candidate_rows - champion_rows
     noise = _WORSE_Z * float(diff.std()) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
     allowed = tolerance * max(abs(champion_loss), floor)
-    return float(diff.mean()) - noise > allowed or not math.isfinite(float(candidate_rows.mean()))
+    return float(diff.mean()) - noise > allowed
 
 
 @dataclass(slots=True)
