@@ -1,0 +1,44 @@
+"""Run the tools a client project would run on generated code: ruff, mypy, pytest.
+
+The binaries are the repository's own (.venv), run as subprocesses from the output
+directory, so the generated files are checked as files of another project would be
+(mypy with no configuration but ``--strict``; ruff with this repository's rules).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["REPO", "TEMPLATES", "lint_and_typecheck", "run_tool"]
+
+REPO = Path(__file__).resolve().parents[3]
+TEMPLATES = REPO / "examples" / "tasks"
+BIN = Path(sys.executable).parent
+
+
+def run_tool(args: Sequence[str], cwd: Path, timeout_s: float = 180) -> str:
+    """Run ``.venv/bin/<tool> ...`` in ``cwd``; fail with its output unless it exits 0."""
+    done = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(args)} failed in {cwd}:\n{output}"
+    return output
+
+
+def lint_and_typecheck(root: Path) -> None:
+    """ruff check, ruff format --check and mypy --strict over every .py under ``root``."""
+    config = str(REPO / "pyproject.toml")
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.py"))
+    assert files, f"nothing generated under {root}"
+    run_tool(["ruff", "check", "--no-cache", "--config", config, *files], root)
+    run_tool(["ruff", "format", "--no-cache", "--check", "--config", config, *files], root)
+    run_tool(["mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null", *files], root)
