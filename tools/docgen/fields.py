@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import re
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -95,15 +96,23 @@ def type_of(node: Schema) -> str:  # noqa: PLR0911 (one early return per schema 
     kind = node.get("type")
     if kind == "array":
         items = node.get("items") or (node.get("prefixItems") or [{}])[0]
-        return f"list of {type_of(items)}" if items else "list"
+        return f"list of {_grouped(type_of(items))}" if items else "list"
     if kind == "object":
         values = _map_values(node)
-        return f"map of {type_of(values)}" if values else "object"
+        return f"map of {_grouped(type_of(values))}" if values else "object"
     if kind == "string":
         return {"date-time": "timestamp (UTC)", "password": "secret string", "path": "path"}.get(
             str(node.get("format")), "string"
         )
     return str(kind) if kind else "any"
+
+
+def _grouped(text: str) -> str:
+    """A union inside a list or map, bracketed: ``list of (string or null) or null``."""
+    outer = text
+    while "(" in outer:  # only an "or" outside brackets makes the text a union
+        outer = re.sub(r"\([^()]*\)", "", outer)
+    return f"({text})" if " or " in outer else text
 
 
 def constraints_of(node: Schema) -> str:
@@ -135,7 +144,7 @@ def _own_constraints(node: Schema) -> list[str]:
         parts.append(f"keys `{names['pattern']}`")
     items = node.get("items")
     if isinstance(items, dict) and (inner := _own_constraints(items)):
-        parts.append("each " + ", ".join(inner))
+        parts.append("each: " + ", ".join(inner))
     for key_pattern in node.get("patternProperties", {}):
         parts.append(f"keys `{key_pattern}`")
     values = _map_values(node)

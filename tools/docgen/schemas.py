@@ -72,7 +72,7 @@ DESCRIPTIONS = {
     "features": "Feature name to value, checked against the task's feature types.",
     "label": "Observed outcome, checked against the task's label type.",
     "prediction_id": "The `prediction_id` the predictor returned, to join outcome to prediction.",
-    "entity_id": "Optional id of the entity the record is about.",
+    "entity_id": "The entity (user, session, ...) the record is about.",
     "occurred_at": "When the outcome was observed (timezone required; stored as UTC).",
     "source": "Free-text name of the sender.",
     "at": "When it happened (UTC).",
@@ -172,10 +172,13 @@ def render_schemas() -> str:
             summary += f": {_html(doc)}"
         out.append(f'<a id="{_anchor(entry)}"></a>\n<details><summary>{summary}</summary>\n')
         out.append(_fields_table(_described(model, field_docs(model, secret=_not_secret))))
-        for nested in _nested_models(model):
+        pending = _nested_models(model)
+        while pending:
+            nested = pending.pop(0)
             if nested in nested_done:
                 continue
             nested_done.add(nested)
+            pending += _nested_models(nested)
             doc = model_summary(nested)
             out.append(f"`{nested.__name__}`" + (f": {doc}" if doc else "") + "\n")
             out.append(_fields_table(_described(nested, field_docs(nested, secret=_not_secret))))
@@ -195,7 +198,7 @@ def _fields_table(docs: list[FieldDoc]) -> str:
 
 
 def _nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
-    """Models used inside ``model``'s fields (one level; they are flat)."""
+    """Models used directly inside ``model``'s fields."""
     found: list[type[BaseModel]] = []
 
     def walk(annotation: Any) -> None:
