@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["cell", "code", "find_regions", "splice_regions", "table"]
+__all__ = ["cell", "code", "find_regions", "prose", "splice_regions", "table"]
 
 _REGION = re.compile(
     r"(?P<begin><!-- BEGIN GENERATED: (?P<name>[a-z0-9-]+) -->\n)"
@@ -17,6 +17,8 @@ _REGION = re.compile(
     r"(?P<end><!-- END GENERATED: (?P=name) -->)",
     re.DOTALL,
 )
+# Only "<" opening something tag-like is eaten by Markdown ("< 1" is left as it is).
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 
 
 def code(text: object) -> str:
@@ -25,9 +27,16 @@ def code(text: object) -> str:
     return f"`` {value} ``" if "`" in value else f"`{value}`"
 
 
+def prose(text: str) -> str:
+    """Text from the code as Markdown: ``<stem>`` outside code spans would be eaten as an
+    HTML tag, so a tag-like ``<`` there is escaped."""
+    parts = re.split(r"(`+[^`]*`+)", text)
+    return "".join(p if p.startswith("`") else _TAG_START.sub("&lt;", p) for p in parts)
+
+
 def cell(text: str) -> str:
     """Text safe inside a table cell: one line, pipes escaped (also inside code spans)."""
-    return " ".join(text.split()).replace("|", "\\|")
+    return prose(" ".join(text.split())).replace("|", "\\|")
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

@@ -23,7 +23,7 @@ from flywheel.prediction_batches import PredictionBatchRequest, PredictionBatchR
 from flywheel.tasks import TaskDefinition
 from stream_ingest.changelog import DEDUP_CHANGELOG
 from tools.docgen.fields import FieldDoc, field_docs, model_summary
-from tools.docgen.markdown import code, table
+from tools.docgen.markdown import code, prose, table
 
 __all__ = ["EVENTS", "json_schemas", "render_schemas", "render_topics"]
 
@@ -180,7 +180,7 @@ def render_schemas() -> str:
             nested_done.add(nested)
             pending += _nested_models(nested)
             doc = model_summary(nested)
-            out.append(f"`{nested.__name__}`" + (f": {doc}" if doc else "") + "\n")
+            out.append(f"`{nested.__name__}`" + (f": {prose(doc)}" if doc else "") + "\n")
             out.append(_fields_table(_described(nested, field_docs(nested, secret=_not_secret))))
         out.append("</details>\n")
     return "\n".join(out)

@@ -18,7 +18,7 @@ from flywheel.topics import ALL_TOPICS
 from flywheel_cli.__main__ import build_parser
 from tools.docgen import ROOT, expected_files, regions, stale_files
 from tools.docgen.http import apps
-from tools.docgen.markdown import find_regions, splice_regions
+from tools.docgen.markdown import cell, find_regions, splice_regions
 from tools.docgen.settings import env_names, service_settings, settings_table
 
 
@@ -108,3 +108,10 @@ def test_splice_replaces_only_the_marked_body() -> None:
 def test_a_missing_marker_is_an_error_naming_it(text: str) -> None:
     with pytest.raises(ValueError, match="BEGIN GENERATED: cli"):
         splice_regions(text, {"cli": "table"})
+
+
+def test_tag_like_text_is_escaped_outside_code_only() -> None:
+    text = 'ids "<stem>.<partition>", bounds > 0, < 1, in code `<stem>.3` | pipe'
+    assert cell(text) == (
+        'ids "&lt;stem>.&lt;partition>", bounds > 0, < 1, in code `<stem>.3` \\| pipe'
+    )
