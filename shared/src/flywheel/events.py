@@ -363,7 +363,7 @@ class Alert(_Event):
 
 class DeadLetter(_Event):
     """A rejected input with the reason (``feedback.dlq``, ``alerts.dlq``). Nothing is lost:
-    ``original`` holds the exact bytes (base64) so ``flywheel dlq replay`` can resend them."""
+    ``original_b64`` holds the exact bytes (base64) so ``flywheel dlq replay`` can resend them."""
 
     schema_version: Literal[1] = 1
     reason: Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")]
