@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH ?= bench/stack_startup.py
 
 .PHONY: help install install-uv install-system install-python kafka-jars up down status \
-	format lint typecheck test test-stack test-unit test-integration bench docs
+	format lint typecheck test test-stack test-unit test-integration bench docs demo
 
 # Prerequisites are ordered steps (install before lint before tests), not independent jobs.
 .NOTPARALLEL:
@@ -88,6 +88,12 @@ docs: ## Regenerate README's generated sections and docs/schemas/ from the code
 
 bench: ## Stack start-up benchmark (BENCH=bench/<file>.py for another)
 	$(BIN)/python $(BENCH)
+
+# Uses Kafka and Redis if they answer (else starts them and stops them after); runs its
+# own services in a private namespace (docs/demo.md). DEMO_ARGS=--duration 60, --plain.
+DEMO_ARGS ?=
+demo: install ## Three simulated services, a concept drift, live view, alerts, PNG chart (< 3 min)
+	$(BIN)/flywheel-demo $(DEMO_ARGS)
 
 # Docker Compose stack (docs/docker-compose.md); needs a Docker engine, unlike `up`.
 COMPOSE := docker compose -p flywheel -f deploy/docker-compose.yml

@@ -1,7 +1,68 @@
-"""Entry point for ``flywheel-demo`` (filled in by the demo work)."""
+"""``flywheel-demo``: the learning loop end to end on the local stack (``make demo``)."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 
-def main() -> int:
-    raise SystemExit("flywheel-demo: not built yet")
+from rich.console import Console
+
+from flywheel_demo.run import DemoOptions, run_demo
+
+
+def parse_args(argv: list[str] | None = None) -> DemoOptions:
+    parser = argparse.ArgumentParser(
+        prog="flywheel-demo",
+        description=(
+            "Three simulated client services predict and publish feedback through the SDK; "
+            "midway their ground truth drifts. Watch the loop notice (drift alert to a local "
+            "webhook and SMTP sink) and re-learn (new model versions)."
+        ),
+    )
+    parser.add_argument("--duration", type=float, default=100.0, help="seconds of traffic (100)")
+    parser.add_argument(
+        "--drift-at", type=float, default=0.5, help="drift point, share of the duration (0.5)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=60.0, help="events per second per service (60)"
+    )
+    parser.add_argument("--output", type=Path, default=Path(".flywheel/demo"), help="PNG folder")
+    parser.add_argument("--seed", type=int, default=7)
+    view = parser.add_mutually_exclusive_group()
+    view.add_argument("--live", dest="live", action="store_true", default=None)
+    view.add_argument("--plain", dest="live", action="store_false", help="periodic plain lines")
+    args = parser.parse_args(argv)
+    if args.duration < 20:
+        parser.error("--duration: at least 20 seconds")
+    if not 0.2 <= args.drift_at <= 0.8:
+        parser.error("--drift-at: between 0.2 and 0.8")
+    if not 1 <= args.rate <= 500:
+        parser.error("--rate: between 1 and 500")
+    return DemoOptions(
+        duration_s=args.duration,
+        drift_at=args.drift_at,
+        rate=args.rate,
+        output_dir=args.output,
+        live=args.live,
+        seed=args.seed,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    console = Console()
+    if not console.is_terminal:
+        # CI logs and pipes: rich would assume 80 columns and fold the summary table.
+        console = Console(width=max(console.width, 132))
+    result = run_demo(options, console)
+    console.print(result.summary.table())
+    for line in result.summary.lines():
+        console.print(line, highlight=False)
+    console.print(f"chart: {result.chart}", highlight=False)
+    timings = ", ".join(f"{name} {value:.1f}s" for name, value in result.timings.items())
+    console.print(f"timings: {timings}", highlight=False)
+    return 0 if result.summary.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
