@@ -1,0 +1,233 @@
+"""``flywheel integrate`` end to end against the running stack's services.
+
+The local stack's stream-ingest, trainer and predictor read the un-prefixed topics, so
+this test applies a task with a unique name to the real ``tasks`` topic (and deletes it
+afterwards), generates its client with the real CLI, trains a model through the
+generated client's feedback, predicts through it, sends feedback carrying the
+prediction_id (read back from ``feedback.events``), and runs the generated test file
+against the same stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from uuid import uuid4
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+
+from flywheel import serde
+from flywheel.events import FeedbackEvent
+from flywheel.kafka import KafkaConfig, make_consumer
+from flywheel.topics import FEEDBACK_EVENTS
+from flywheel_cli.config import StackConfig
+from predictor.partitions import assign_all_partitions
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "it_service"
+MODEL_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class LiveTask:
+    name: str
+    schema: Path
+    env: dict[str, str]  # what the CLI and the generated client read
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel_cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _predictor_url() -> str:
+    port = StackConfig.from_env(os.environ, cwd=Path.cwd()).service_ports["predictor"]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready = httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        ready = False
+    if not ready:
+        pytest.fail(
+            f"no ready predictor at {url}: this test needs the stack's services (`make up`)",
+            pytrace=False,
+        )
+    return url
+
+
+@pytest.fixture
+def live_task(kafka_config: KafkaConfig, tmp_path: Path) -> Iterator[LiveTask]:
+    name = f"it.integrate-{uuid4().hex[:12]}"
+    schema = tmp_path / "features.yaml"
+    # One flush of the whole history (sent within a second) means one training round.
+    schema.write_text(
+        f"name: {name}\n"
+        "objective: binary\n"
+        "label: {type: bool}\n"
+        "owner: integration-tests\n"
+        "features:\n"
+        "  - {name: steps, type: int}\n"
+        "  - {name: retries, type: float}\n"
+        "  - {name: agent, type: category}\n"
+        "flush: {max_events: 1000, max_age_s: 1}\n"
+        "training: {min_events_to_train: 60, window_events: 1000, max_trees: 40}\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "FLYWHEEL_TOPIC_PREFIX"},
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_config.bootstrap_servers,
+        "FLYWHEEL_PREDICTOR_URL": _predictor_url(),
+        "FLYWHEEL_TIMEOUT_S": "2",
+    }
+    applied = _cli(env, "tasks", "apply", str(schema))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        yield LiveTask(name, schema, env)
+    finally:
+        deleted = _cli(env, "tasks", "delete", name)
+        assert deleted.returncode == 0, deleted.stderr
+
+
+def _import(directory: Path, module: str) -> ModuleType:
+    sys.path.insert(0, str(directory))
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(directory))
+
+
+def _outcome(steps: int, agent: str) -> bool:
+    # What the generated client teaches the model: short runs by the planner succeed.
+    return steps < 10 and agent == "planner"
+
+
+async def _end_offsets(kafka: KafkaConfig) -> dict[TopicPartition, int]:
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        partitions = await assign_all_partitions(consumer, kafka.topic(FEEDBACK_EVENTS))
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+        return ends
+    finally:
+        await consumer.stop()
+
+
+async def _find_feedback(
+    kafka: KafkaConfig, since: dict[TopicPartition, int], event_id: str, timeout_s: float = 15
+) -> FeedbackEvent:
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        await assign_all_partitions(consumer, kafka.topic(FEEDBACK_EVENTS))
+        for tp, offset in since.items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    event = serde.decode(FeedbackEvent, record.value)
+                    if event.event_id == event_id:
+                        return event
+        raise AssertionError(f"feedback {event_id} not on {FEEDBACK_EVENTS.name}")
+    finally:
+        await consumer.stop()
+
+
+async def _observe_history(gen: ModuleType, env: dict[str, str], count: int) -> None:
+    agents = ("planner", "coder", "reviewer")
+    async with gen.AsyncClient.from_env(env) as client:
+        sends = []
+        for i in range(count):
+            steps, agent = i % 20, agents[i % 3]
+            row = gen.Features(steps=steps, retries=float(i % 4), agent=agent)
+            sends.append(client.observe(row, _outcome(steps, agent)))
+        events = await asyncio.gather(*sends)
+    assert len({e.event_id for e in events}) == count
+
+
+def _wait_for_model(env: dict[str, str], task: str, events: int) -> None:
+    """Until the predictor serves a version of ``task`` trained on ``events`` events."""
+    url = f"{env['FLYWHEEL_PREDICTOR_URL']}/v1/tasks/{task}"
+    deadline = time.monotonic() + MODEL_WAIT_S
+    seen: Any = None
+    while time.monotonic() < deadline:
+        answer = httpx.get(url, timeout=2.0)
+        if answer.status_code == 200:
+            seen = answer.json()
+            if seen.get("events_trained", 0) >= events:
+                return
+        time.sleep(0.25)
+    pytest.fail(f"{task}: no version trained on {events} events in {MODEL_WAIT_S:.0f}s ({seen})")
+
+
+def test_generated_client_learns_predicts_and_links_feedback(
+    live_task: LiveTask, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "generated"
+    generated = _cli(
+        live_task.env,
+        "integrate", SERVICE, "--task", live_task.name,
+        "--schema", str(live_task.schema), "--out", str(out),
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stderr
+    module_name = live_task.name.replace(".", "_").replace("-", "_")
+    gen = _import(out, module_name)
+
+    with gen.Client.from_env(live_task.env) as client:
+        first = gen.Features(steps=3, retries=0.0, agent="planner")
+        # No model yet: the fallback answers, marked as such, with nothing to join.
+        early = client.predict(first, fallback=False)
+        assert early.fallback and early.prediction_id is None and early.label is False
+
+        # Outcomes observed without predictions train the first model; the async
+        # twin sends them concurrently (one acknowledged send each).
+        asyncio.run(_observe_history(gen, live_task.env, 240))
+
+        _wait_for_model(live_task.env, live_task.name, 200)
+        prediction = client.predict(first)
+        assert not prediction.fallback
+        assert prediction.prediction_id and prediction.model_version >= 1
+        assert isinstance(prediction.label, bool)
+        assert 0.0 <= prediction.probability <= 1.0
+        many = client.predict_many([first, gen.Features(steps=19, retries=3.0, agent="coder")])
+        assert len({p.prediction_id for p in many}) == 2
+        assert many[0].result.score > many[1].result.score  # it learned the pattern
+
+        since = asyncio.run(_end_offsets(kafka_config))
+        sent = client.feedback(prediction, True)
+        assert sent.prediction_id == prediction.prediction_id
+    landed = asyncio.run(_find_feedback(kafka_config, since, sent.event_id))
+    assert landed.prediction_id == prediction.prediction_id
+    assert (landed.task, landed.source, landed.label) == (live_task.name, SERVICE, True)
+    assert landed.features == {"steps": 3, "retries": 0.0, "agent": "planner"}
+
+    # The generated test file, as the service would run it, against the same stack.
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(out)],
+        cwd=out,
+        env=live_task.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "7 passed" in run.stdout, run.stdout
