@@ -151,17 +151,17 @@ class StackConfig:
 
     def check_ports(self) -> None:
         """Refuse two components on one port: the second would fail late and obscurely."""
-        from flywheel_cli.components import service_by_name
+        from flywheel_cli.components import SERVICES
 
         owners: dict[int, str] = {}
         claims = [("kafka", self.kafka_port), ("kafka-controller", self.controller_port)]
         claims.append(("redis", self.redis_port))
         claims.extend(self.service_ports.items())
-        for name, count in self.replicas.items():
-            spec = service_by_name(name)
-            port = self.service_ports.get(name, spec.default_port)
+        for spec in SERVICES:
+            port = self.service_ports.get(spec.name, spec.default_port)
             claims += [
-                (spec.replica_name(i), spec.replica_port(port, i)) for i in range(2, count + 1)
+                (spec.replica_name(i), spec.replica_port(port, i))
+                for i in range(2, self.replica_count(spec.name) + 1)
             ]
         for name, port in claims:
             if port in owners:

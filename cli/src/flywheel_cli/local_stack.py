@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from flywheel.errors import FlywheelError
 from flywheel_cli import kafka_local, redis_local
-from flywheel_cli.components import ServiceSpec, available_services, parse_replica
+from flywheel_cli.components import SERVICES, ServiceSpec, available_services, parse_replica
 from flywheel_cli.config import LOOPBACK, StackConfig
 from flywheel_cli.health import ComponentStatus, Health, probe, shown_pid
 from flywheel_cli.processes import (
@@ -428,7 +428,8 @@ class LocalStack:
             if not record.managed or record.pid is None:
                 raise StackError(f"{name}: not started by this stack; left alone")
             try:
-                spec, index = parse_replica(name)
+                table = SERVICES if self.services is None else tuple(self.services)
+                spec, index = parse_replica(name, table)
             except KeyError:
                 raise StackError(f"{name}: not a service of the stack's table") from None
             if kill:
