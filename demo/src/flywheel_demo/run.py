@@ -12,7 +12,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +67,16 @@ def _prune_runs(runs_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
-    """Run the whole demo and return what happened."""
+def run_demo(
+    options: DemoOptions,
+    console: Console | None = None,
+    env: Mapping[str, str] | None = None,
+) -> DemoResult:
+    """Run the whole demo and return what happened.
+
+    ``env`` (default ``os.environ``) says where Kafka and Redis are, as for
+    ``flywheel stack``; the demo's services inherit it.
+    """
     console = console or Console()
     live = console.is_terminal if options.live is None else options.live
     run_id = time.strftime("%Y%m%d-%H%M%S")
@@ -88,7 +96,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         run_id=run_id.replace("-", ""),
         state_dir=run_dir / "stack",
         alerter_config=write_alerter_config(run_dir / "alerter.yaml", webhook.url, smtp.port),
-        env={**os.environ, HOOK_SECRET_ENV: hook_secret},
+        env={**(os.environ if env is None else env), HOOK_SECRET_ENV: hook_secret},
         echo=echo,
     )
     timings: dict[str, float] = {}

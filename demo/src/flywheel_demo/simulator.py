@@ -21,28 +21,47 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from flywheel_client import AsyncFlywheelClient, FlywheelClientError, PredictionResult
+from flywheel_client import Fallback, Features, FlywheelClientError, PredictionResult
 from flywheel_demo.scenarios import Scenario, task_name
 from flywheel_demo.timeline import Outcome, TaskTimeline
 
-__all__ = ["Clock", "ServiceSimulator", "drift_due"]
-
-# Seconds into a champion's life when the drift may start, and the latest start after
-# the midpoint whatever the champions do (the drift is never skipped).
-DRIFT_WINDOW_S = (2.0, 4.5)
-DRIFT_LATEST_S = 15.0
+__all__ = ["Clock", "DriftTiming", "PredictionClient", "ServiceSimulator", "drift_due"]
 
 
-def drift_due(now: float, midpoint: float, last_champion: float | None) -> bool:
+@dataclass(frozen=True, slots=True)
+class DriftTiming:
+    """When a service's drift may start: ``window`` = seconds into a champion's life;
+    ``latest_s`` = after the midpoint, whatever the champions do (never skipped)."""
+
+    window: tuple[float, float] = (2.0, 4.5)
+    latest_s: float = 15.0
+
+
+def drift_due(
+    now: float, midpoint: float, last_champion: float | None, timing: DriftTiming = DriftTiming()
+) -> bool:
     """Whether a service's concept changes now (``last_champion``: when the current
     model version first answered it, on the same clock)."""
     if now < midpoint:
         return False
-    if now >= midpoint + DRIFT_LATEST_S or last_champion is None:
+    if now >= midpoint + timing.latest_s or last_champion is None:
         return True
-    low, high = DRIFT_WINDOW_S
+    low, high = timing.window
     return low <= now - last_champion <= high
+
+
+class PredictionClient(Protocol):
+    """The part of the SDK's ``AsyncFlywheelClient`` a simulated service uses."""
+
+    async def predict(
+        self, task: str, features: Features, *, fallback: Fallback | None = None
+    ) -> PredictionResult: ...
+
+    async def publish_feedback(
+        self, task: str, features: Features, label: Any, *, prediction: PredictionResult | None
+    ) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +105,14 @@ class ServiceSimulator:
     def __init__(
         self,
         scenario: Scenario,
-        client: AsyncFlywheelClient,
+        client: PredictionClient,
         timeline: TaskTimeline,
         clock: Clock,
         *,
         rate: float,
         seed: int,
         workers: int = 8,
+        drift_timing: DriftTiming = DriftTiming(),
     ) -> None:
         self.scenario = scenario
         self.task = task_name(scenario)
@@ -101,6 +121,7 @@ class ServiceSimulator:
         self.clock = clock
         self.rate = rate
         self.workers = workers
+        self.drift_timing = drift_timing
         self._rng = random.Random(seed)  # noqa: S311 - simulated traffic, not security
         self._next_row = scenario.rows(self._rng)
         self._next_slot = clock.start
@@ -148,7 +169,7 @@ class ServiceSimulator:
         line = self.timeline
         if line.drift_at is None:
             last = line.version_changes[-1][0] if line.version_changes else None
-            if drift_due(self.clock.now(), self.clock.drift_at_s, last):
+            if drift_due(self.clock.now(), self.clock.drift_at_s, last, self.drift_timing):
                 line.drift_at = self.clock.now()
         return line.drift_at is not None
 
