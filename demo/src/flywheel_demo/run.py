@@ -57,6 +57,8 @@ class DemoResult:
     deliveries: DeliveryLog
     chart: Path
     run_dir: Path
+    topic_prefix: str  # the demo's namespace (its topics are deleted at the end)
+    ports: dict[str, int] = field(default_factory=dict)  # the demo's services
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -126,6 +128,8 @@ def run_demo(
         deliveries=deliveries,
         chart=chart,
         run_dir=run_dir,
+        topic_prefix=stack.topic_prefix,
+        ports=dict(stack.ports),
         timings=timings,
     )
 
