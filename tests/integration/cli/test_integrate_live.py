@@ -31,6 +31,7 @@ from flywheel import serde
 from flywheel.events import FeedbackEvent
 from flywheel.kafka import KafkaConfig, make_consumer
 from flywheel.topics import FEEDBACK_EVENTS
+from flywheel_cli.__main__ import main
 from flywheel_cli.config import StackConfig
 from predictor.partitions import assign_all_partitions
 
@@ -74,7 +75,9 @@ def _predictor_url() -> str:
 
 
 @pytest.fixture
-def live_task(kafka_config: KafkaConfig, tmp_path: Path) -> Iterator[LiveTask]:
+def live_task(
+    kafka_config: KafkaConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LiveTask]:
     name = f"it.integrate-{uuid4().hex[:12]}"
     schema = tmp_path / "features.yaml"
     # One flush of the whole history (sent within a second) means one training round.
@@ -96,13 +99,15 @@ def live_task(kafka_config: KafkaConfig, tmp_path: Path) -> Iterator[LiveTask]:
         "FLYWHEEL_PREDICTOR_URL": _predictor_url(),
         "FLYWHEEL_TIMEOUT_S": "2",
     }
-    applied = _cli(env, "tasks", "apply", str(schema))
-    assert applied.returncode == 0, applied.stderr
+    # `flywheel tasks apply/delete` in this process (the same code, no interpreter
+    # start-up); `flywheel integrate` below runs as its own process.
+    monkeypatch.delenv("FLYWHEEL_TOPIC_PREFIX", raising=False)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_config.bootstrap_servers)
+    assert main(["tasks", "apply", str(schema)]) == 0
     try:
         yield LiveTask(name, schema, env)
     finally:
-        deleted = _cli(env, "tasks", "delete", name)
-        assert deleted.returncode == 0, deleted.stderr
+        assert main(["tasks", "delete", name]) == 0
 
 
 def _import(directory: Path, module: str) -> ModuleType:
