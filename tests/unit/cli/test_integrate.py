@@ -8,11 +8,15 @@ test run with pytest (its live test deselected: unit tests need nothing running)
 from __future__ import annotations
 
 import ast
+import importlib
+import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from flywheel.prediction_batches import BatchError, PredictionBatchResult
 from flywheel.tasks import load_task_file
 from flywheel_cli.__main__ import main
 from flywheel_cli.codegen import IntegrationError, module_name, render_integration
@@ -216,3 +220,55 @@ def test_a_task_file_holding_one_task_needs_no_task_option(tmp_path: Path) -> No
     assert "def value(self) -> float | None:" in module.read_text()
     with pytest.raises(IntegrationError, match="not in"):
         write_integration("svc", schema, "two.task", tmp_path / "p")
+
+
+def _import_generated(directory: Path, module: str) -> ModuleType:
+    sys.path.insert(0, str(directory))
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop(module, None)
+
+
+def test_generated_helpers_refuse_what_cannot_work(tmp_path: Path) -> None:
+    path = write_integration("svc", SUCCESS, None, tmp_path)[0]
+    gen = _import_generated(tmp_path, path.stem)
+    with pytest.raises(ValueError, match="FLYWHEEL_TIMEOUT_S='soon'"):
+        gen.Client.from_env({"FLYWHEEL_TIMEOUT_S": "soon"})
+    with pytest.raises(ValueError, match="FLYWHEEL_TIMEOUT_S='0'"):
+        gen.Client.from_env({"FLYWHEEL_TIMEOUT_S": "0"})
+
+    # An entity prediction has no full row: feedback must be given one.
+    result = gen.PredictionResult(prediction_id="1" * 32, task=gen.TASK)
+    entity = gen.Prediction(result, None, "player-7")
+    with pytest.raises(ValueError, match="pass features="):
+        gen.feedback_event(entity, True)
+    row = gen.Features(steps=3, retries=0.5, agent="planner")
+    event = gen.feedback_event(entity, True, features=row)
+    assert (event.entity_id, event.prediction_id) == ("player-7", "1" * 32)
+
+    # Offline batches: the request is the Kafka contract, the answer becomes typed.
+    request = gen.batch_request([row, row], request_id="r1")
+    assert request.task == gen.TASK and request.rows == [row.row(), row.row()]
+    answer = PredictionBatchResult(
+        request_id="r1",
+        task=gen.TASK,
+        model_version=4,
+        predictions=[
+            {"prediction_id": "a" * 32, "score": 0.9, "probability": 0.8, "label": True},
+            {"prediction_id": "b" * 32, "score": 0.2, "probability": 0.1, "label": False},
+        ],
+    )
+    first, second = gen.predictions_from_batch(answer, [row, row])
+    assert (first.label, first.probability, first.model_version) == (True, 0.8, 4)
+    assert second.label is False and second.features == row
+    refused = PredictionBatchResult(
+        request_id="r2",
+        task=gen.TASK,
+        error=BatchError(reason="no_model", message="no model yet"),
+    )
+    with pytest.raises(ValueError, match="batch r2 refused: no model yet"):
+        gen.predictions_from_batch(refused, [row])
+    online = gen.entity_features("player-7", gen.PartialFeatures(steps=3))
+    assert (online.task, online.entity_id, online.features) == (gen.TASK, "player-7", {"steps": 3})
