@@ -57,7 +57,6 @@ if __package__ in (None, ""):
 
 import httpx
 import orjson
-from aiokafka import TopicPartition
 
 from bench.scale_out_load import (
     FeedbackLoad,
@@ -71,8 +70,9 @@ from bench.scale_out_load import (
 from bench.scale_out_stack import SCALED, PrivateStack, Restart
 from flywheel import serde
 from flywheel.catalog import apply_tasks
+from flywheel.compacted import CompactedReader
 from flywheel.events import DeadLetter, ModelVersion, TrainingBatch
-from flywheel.kafka import KafkaConfig, make_consumer
+from flywheel.kafka import KafkaConfig
 from flywheel.registry import ModelRegistry, decode_registry_record
 from flywheel.topics import (
     FEEDBACK_DLQ,
@@ -97,7 +97,7 @@ class AuditPlan:
     pause_s: float = 1.0  # how long a killed replica stays down before its restart
     settle: bool = True  # wait for the pipeline to catch up after each kill
     settle_timeout_s: float = 60.0
-    steady_s: float = 3.0  # load without faults before the first and after the last kill
+    steady_s: float = 5.0  # load without faults before the first and after the last kill
     # Which processes to kill, in order; empty = every replica of every scaled service.
     victims: tuple[str, ...] = ()
     drain_timeout_s: float = 120.0
@@ -106,25 +106,18 @@ class AuditPlan:
 
 async def read_committed(kafka: KafkaConfig, spec: TopicSpec) -> list[tuple[bytes | None, bytes]]:
     """Every committed record of ``spec`` now, all partitions (tombstones left out)."""
-    consumer = make_consumer(kafka, group_id=None, read_committed=True)
-    await consumer.start()
+    out: list[tuple[bytes | None, bytes]] = []
+
+    def keep(key: bytes | None, value: bytes | None) -> None:
+        if value is not None:
+            out.append((key, value))
+
+    reader = CompactedReader(kafka, kafka.topic(spec), keep)  # group-less, read_committed
     try:
-        topic = kafka.topic(spec)
-        tps = [TopicPartition(topic, p) for p in range(spec.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        out: list[tuple[bytes | None, bytes]] = []
-        pending = {tp for tp in tps if end[tp] > 0}
-        while pending:
-            for records in (await consumer.getmany(*pending, timeout_ms=500)).values():
-                out += [(r.key, r.value) for r in records if r.value is not None]
-            for tp in list(pending):
-                if await consumer.position(tp) >= end[tp]:
-                    pending.discard(tp)
-        return out
+        await reader.load()
     finally:
-        await consumer.stop()
+        await reader.stop()
+    return out
 
 
 class Progress:
@@ -171,24 +164,17 @@ class Progress:
             self.prefix += 1
 
     async def _batches(self) -> None:
-        consumer = make_consumer(self.kafka, group_id=None, read_committed=True)
-        await consumer.start()
+        def mark(_key: bytes | None, value: bytes | None) -> None:
+            if value is not None:
+                self._mark(serde.decode(TrainingBatch, value, max_bytes=MAX_RECORD_BYTES))
+
+        reader = CompactedReader(self.kafka, self.kafka.topic(TRAINING_BATCHES), mark)
         try:
-            topic = self.kafka.topic(TRAINING_BATCHES)
-            tps = [TopicPartition(topic, p) for p in range(TRAINING_BATCHES.partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            while True:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    for record in records:
-                        if record.value is not None:
-                            self._mark(
-                                serde.decode(
-                                    TrainingBatch, record.value, max_bytes=MAX_RECORD_BYTES
-                                )
-                            )
+            await reader.load()
+            reader.follow()
+            await asyncio.Event().wait()  # until cancelled
         finally:
-            await consumer.stop()
+            await reader.stop()
 
     async def _registry(self) -> None:
         registry = ModelRegistry(self.kafka)
@@ -389,8 +375,8 @@ async def run_once(
                     feeding.result()  # publishing failed: raise why
                 first_models_s = await models
                 echo(f"every task has a champion on every predictor after {first_models_s:.1f}s")
-                predictions.start()
                 predicting = True
+                await asyncio.to_thread(predictions.start)
                 await asyncio.sleep(plan.steady_s)
                 window_start = time.monotonic()
                 restarts: list[tuple[Restart, int]] = []

@@ -25,8 +25,9 @@ import httpx
 import orjson
 from aiokafka.partitioner import murmur2
 
+from bench.ingest_throughput import task as ingest_task
 from flywheel.kafka import KafkaConfig, make_producer
-from flywheel.tasks import TaskDefinition
+from flywheel.tasks import FlushPolicy, TaskDefinition, TrainingPolicy
 from flywheel.topics import FEEDBACK_EVENTS, TRAINING_BATCHES
 from flywheel_client import AsyncFlywheelClient, FlywheelClientError
 
@@ -56,19 +57,12 @@ def spread_task_names(count: int, stem: str = "scale.t") -> list[str]:
 
 
 def task_definition(name: str) -> TaskDefinition:
-    return TaskDefinition.model_validate(
-        {
-            "name": name,
-            "objective": "binary",
-            "label": {"type": "bool"},
-            "features": [
-                {"name": "steps", "type": "int"},
-                {"name": "retries", "type": "float"},
-                {"name": "agent", "type": "category"},
-            ],
-            "flush": {"max_events": 500, "max_age_s": 1.0},
-            # Small, cheap updates: the audit is about counting, not model quality.
-            "training": {"max_trees": 40, "trees_per_update": 10, "window_events": 2_000},
+    """The ingest benchmark's task (three features, binary), trained small and cheap:
+    the audit is about counting, not model quality."""
+    return ingest_task(name).model_copy(
+        update={
+            "flush": FlushPolicy(max_events=500, max_age_s=1.0),
+            "training": TrainingPolicy(max_trees=40, trees_per_update=10, window_events=2_000),
         }
     )
 
@@ -225,6 +219,7 @@ def _predict_until(
     tasks: list[str],
     rate: float,
     timeout_s: float,
+    ready: EventLike,
     stop: EventLike,
     out: str,
 ) -> None:
@@ -234,6 +229,7 @@ def _predict_until(
     async def main() -> None:
         stopped = asyncio.Event()
         running = asyncio.create_task(load.run(stopped))
+        ready.set()  # imports done, the load starts now
         await asyncio.to_thread(stop.wait)
         stopped.set()
         await running
@@ -255,6 +251,7 @@ class PredictionProcess:
         self, endpoints: list[str], tasks: list[str], rate: float, timeout_s: float, out: Path
     ) -> None:
         context = multiprocessing.get_context("spawn")
+        self._ready = context.Event()
         self._stop = context.Event()
         self._out = out
         self._process = context.Process(
@@ -264,6 +261,7 @@ class PredictionProcess:
                 "tasks": tasks,
                 "rate": rate,
                 "timeout_s": timeout_s,
+                "ready": self._ready,
                 "stop": self._stop,
                 "out": str(out),
             },
@@ -271,8 +269,13 @@ class PredictionProcess:
             daemon=True,
         )
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start the child and return once it is predicting (its imports take seconds)."""
         self._process.start()
+        if not self._ready.wait(timeout_s):
+            self._process.kill()
+            self._process.join()
+            raise RuntimeError(f"the prediction load did not start within {timeout_s}s")
 
     def stop(self, timeout_s: float = 30.0) -> list[PredictionSample]:
         self._stop.set()
