@@ -3,7 +3,9 @@
 The local stack's stream-ingest, trainer and predictor read the un-prefixed topics, so
 this test applies a task with a unique name to the real ``tasks`` topic (and deletes it
 afterwards), generates its client with the real CLI, trains a model through the
-generated client's feedback, predicts through it, sends feedback carrying the
+generated client's feedback, predicts through it (one row, many rows, an entity whose
+features were pushed to ``features.online``, and an offline batch over
+``predictions.requests`` -> ``predictions.results``), sends feedback carrying the
 prediction_id (read back from ``feedback.events``), and runs the generated test file
 against the same stack.
 """
@@ -16,27 +18,36 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import httpx
 import pytest
 from aiokafka import TopicPartition
+from pydantic import BaseModel
 
 from flywheel import serde
 from flywheel.events import FeedbackEvent
-from flywheel.kafka import KafkaConfig, make_consumer
-from flywheel.topics import FEEDBACK_EVENTS
+from flywheel.kafka import KafkaConfig, make_consumer, make_producer
+from flywheel.prediction_batches import PredictionBatchResult
+from flywheel.topics import (
+    FEEDBACK_EVENTS,
+    ONLINE_FEATURES,
+    PREDICTIONS_REQUESTS,
+    PREDICTIONS_RESULTS,
+    TopicSpec,
+)
 from flywheel_cli.__main__ import main
 from flywheel_cli.config import StackConfig
 from predictor.partitions import assign_all_partitions
 
 pytestmark = pytest.mark.integration
 
+M = TypeVar("M", bound=BaseModel)
 SERVICE = "it_service"
 MODEL_WAIT_S = 30.0
 
@@ -123,24 +134,31 @@ def _outcome(steps: int, agent: str) -> bool:
     return steps < 10 and agent == "planner"
 
 
-async def _end_offsets(kafka: KafkaConfig) -> dict[TopicPartition, int]:
+async def _end_offsets(kafka: KafkaConfig, topic: TopicSpec) -> dict[TopicPartition, int]:
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     try:
-        partitions = await assign_all_partitions(consumer, kafka.topic(FEEDBACK_EVENTS))
+        partitions = await assign_all_partitions(consumer, kafka.topic(topic))
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         return ends
     finally:
         await consumer.stop()
 
 
-async def _find_feedback(
-    kafka: KafkaConfig, since: dict[TopicPartition, int], event_id: str, timeout_s: float = 15
-) -> FeedbackEvent:
+async def _find(
+    kafka: KafkaConfig,
+    topic: TopicSpec,
+    since: dict[TopicPartition, int],
+    model: type[M],
+    wanted: Callable[[M], bool],
+    *,
+    timeout_s: float = 15,
+) -> M:
+    """The first record after ``since`` on ``topic`` that ``wanted`` accepts."""
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
     try:
-        await assign_all_partitions(consumer, kafka.topic(FEEDBACK_EVENTS))
+        await assign_all_partitions(consumer, kafka.topic(topic))
         for tp, offset in since.items():
             consumer.seek(tp, offset)
         deadline = time.monotonic() + timeout_s
@@ -148,12 +166,50 @@ async def _find_feedback(
             batches = await consumer.getmany(timeout_ms=300)
             for records in batches.values():
                 for record in records:
-                    event = serde.decode(FeedbackEvent, record.value)
-                    if event.event_id == event_id:
-                        return event
-        raise AssertionError(f"feedback {event_id} not on {FEEDBACK_EVENTS.name}")
+                    value = serde.decode(model, record.value)
+                    if wanted(value):
+                        return value
+        raise AssertionError(f"no such {model.__name__} on {topic.name} in {timeout_s:.0f}s")
     finally:
         await consumer.stop()
+
+
+async def _send(kafka: KafkaConfig, topic: TopicSpec, key: str, record: BaseModel | None) -> None:
+    """Send ``record`` (None: a tombstone, so compaction drops the key)."""
+    producer = make_producer(kafka)
+    await producer.start()
+    try:
+        value = serde.encode(record) if record is not None else None
+        await producer.send_and_wait(kafka.topic(topic), value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def _batch_through_kafka(kafka: KafkaConfig, request: Any) -> PredictionBatchResult:
+    """What the AI GM planner does: one request on predictions.requests, its answer
+    from predictions.results."""
+    since = await _end_offsets(kafka, PREDICTIONS_RESULTS)
+    await _send(kafka, PREDICTIONS_REQUESTS, request.task, request)
+    return await _find(
+        kafka,
+        PREDICTIONS_RESULTS,
+        since,
+        PredictionBatchResult,
+        lambda r: r.request_id == request.request_id,
+    )
+
+
+def _predict_entity_when_copied(client: Any, entity_id: str, rejected: type[Exception]) -> Any:
+    # The predictor copies features.online into Redis as it follows the topic; until
+    # then the entity has no stored features and the row misses them (422).
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return client.predict_entity(entity_id)
+        except rejected:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 async def _observe_history(gen: ModuleType, env: dict[str, str], count: int) -> None:
@@ -206,7 +262,9 @@ def test_generated_client_learns_predicts_and_links_feedback(
         # twin sends them concurrently (one acknowledged send each).
         asyncio.run(_observe_history(gen, live_task.env, 240))
 
-        _wait_for_model(live_task.env, live_task.name, 200)
+        # Every comparison below is within this one version: no event arrives until the
+        # feedback at the end.
+        _wait_for_model(live_task.env, live_task.name, 240)
         prediction = client.predict(first)
         assert not prediction.fallback
         assert prediction.prediction_id and prediction.model_version >= 1
@@ -216,10 +274,45 @@ def test_generated_client_learns_predicts_and_links_feedback(
         assert len({p.prediction_id for p in many}) == 2
         assert many[0].result.score > many[1].result.score  # it learned the pattern
 
-        since = asyncio.run(_end_offsets(kafka_config))
+        # Feature-store features: the entity's row is pushed to features.online and
+        # joined by the predictor for a request that names the entity.
+        entity = f"player-{uuid4().hex[:8]}"
+        stored = gen.PartialFeatures(steps=3, retries=0.0, agent="coder")
+        key = f"{live_task.name}:{entity}"
+        asyncio.run(_send(kafka_config, ONLINE_FEATURES, key, gen.entity_features(entity, stored)))
+        try:
+            from_store = _predict_entity_when_copied(client, entity, gen.ValidationRejected)
+            assert from_store.entity_id == entity and from_store.features is None
+            as_coder = client.predict(gen.Features(steps=3, retries=0.0, agent="coder"))
+            assert from_store.result.score == as_coder.result.score
+            # Request values win over stored ones.
+            overridden = client.predict_entity(entity, gen.PartialFeatures(agent="planner"))
+            assert overridden.result.score == prediction.result.score
+        finally:
+            asyncio.run(_send(kafka_config, ONLINE_FEATURES, key, None))
+
+        # Batch processing: the same rows scored offline through Kafka.
+        rows = [first, gen.Features(steps=19, retries=3.0, agent="coder")]
+        answer = asyncio.run(_batch_through_kafka(kafka_config, gen.batch_request(rows)))
+        batch = gen.predictions_from_batch(answer, rows)
+        assert [p.features for p in batch] == rows and all(p.prediction_id for p in batch)
+        assert batch[0].model_version == prediction.model_version
+        assert batch[0].result.score == prediction.result.score
+
+        # Last, the outcome of the first prediction (it would train a new version).
+        since = asyncio.run(_end_offsets(kafka_config, FEEDBACK_EVENTS))
         sent = client.feedback(prediction, True)
         assert sent.prediction_id == prediction.prediction_id
-    landed = asyncio.run(_find_feedback(kafka_config, since, sent.event_id))
+
+    landed = asyncio.run(
+        _find(
+            kafka_config,
+            FEEDBACK_EVENTS,
+            since,
+            FeedbackEvent,
+            lambda e: e.event_id == sent.event_id,
+        )
+    )
     assert landed.prediction_id == prediction.prediction_id
     assert (landed.task, landed.source, landed.label) == (live_task.name, SERVICE, True)
     assert landed.features == {"steps": 3, "retries": 0.0, "agent": "planner"}
