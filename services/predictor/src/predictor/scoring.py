@@ -31,6 +31,7 @@ from flywheel.errors import ModelError, ModelIntegrityError
 from flywheel.events import ModelVersion
 from flywheel.tasks import FeatureType, LabelSpec, LabelType, Objective, TaskDefinition
 from predictor.ensemble_scoring import EnsembleScorer
+from predictor.single_row import SingleRowScorer
 
 __all__ = ["ServingModel"]
 
@@ -74,6 +75,8 @@ class ServingModel:
     row_cost_us: float = 0.0
     # Set for an ensemble version: scoring and explanations go through its members.
     ensemble: EnsembleScorer | None = None
+    # A single model's one-row requests skip Booster.predict's per-call set-up.
+    single_row: SingleRowScorer | None = None
 
     @property
     def task(self) -> str:
@@ -125,6 +128,7 @@ class ServingModel:
                 for name, cats in record.category_mappings.items()
             },
             ensemble=ensemble,
+            single_row=SingleRowScorer(booster) if ensemble is None else None,
         )
         model.warm()
         return model
@@ -173,6 +177,8 @@ class ServingModel:
     def _scores(self, matrix: Matrix) -> Matrix:
         if self.ensemble is not None:
             return self.ensemble.scores(matrix, _threads(matrix))
+        if self.single_row is not None and len(matrix) == 1:
+            return self.single_row.scores(matrix)
         out: Matrix = np.asarray(
             self.booster.predict(matrix, num_threads=_threads(matrix)), dtype=np.float64
         )
