@@ -26,16 +26,25 @@ OnRecord = Callable[[bytes | None, bytes | None], None]
 class CompactedReader:
     """Feeds every record of ``topic`` to ``on_record(key, value)``; ``value`` None = tombstone."""
 
-    def __init__(self, config: KafkaConfig, topic: str, on_record: OnRecord) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        topic: str,
+        on_record: OnRecord,
+        *,
+        read_committed: bool = True,
+    ) -> None:
         self._config = config
         self._topic = topic
         self._on_record = on_record
+        # False only to audit what aborted transactions left in the log (bench).
+        self._read_committed = read_committed
         self._consumer: AIOKafkaConsumer | None = None
         self._follower: asyncio.Task[None] | None = None
 
     async def load(self) -> int:
         """Read the topic from the beginning to its current end; return records seen."""
-        consumer = make_consumer(self._config, group_id=None, read_committed=True)
+        consumer = make_consumer(self._config, group_id=None, read_committed=self._read_committed)
         await consumer.start()
         self._consumer = consumer
         partitions = consumer.partitions_for_topic(self._topic)
