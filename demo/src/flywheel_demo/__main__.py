@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
+from types import FrameType
 
 from rich.console import Console
 
@@ -48,13 +50,24 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
     )
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     console = Console()
     if not console.is_terminal:
         # CI logs and pipes: rich would assume 80 columns and fold the summary table.
-        console = Console(width=max(console.width, 132))
-    result = run_demo(options, console)
+        console = Console(width=max(console.width, 150))
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the demo's services and
+    # whatever Kafka/Redis it started are stopped on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        result = run_demo(options, console)
+    except KeyboardInterrupt:
+        console.print("interrupted: the demo's services were stopped", highlight=False)
+        return 130
     console.print(result.summary.table())
     for line in result.summary.lines():
         console.print(line, highlight=False)

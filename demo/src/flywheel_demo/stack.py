@@ -75,7 +75,7 @@ def service_settings(run_id: str, alerter_config: Path) -> dict[str, str]:
         # Page-Hinkley on rising error: it reacts to a jump within a few dozen labels,
         # and a champion is published every few seconds (each one restarts detection).
         "FLYWHEEL_DRIFT_DETECTOR": "page_hinkley",
-        "FLYWHEEL_DRIFT_PH_THRESHOLD": "10",
+        "FLYWHEEL_DRIFT_PH_THRESHOLD": "15",
         "FLYWHEEL_LAG_INTERVAL_S": "5",
         "FLYWHEEL_REPLAY_S": "0",
         "FLYWHEEL_HEARTBEAT_INTERVAL_S": "2",

@@ -11,7 +11,7 @@ from flywheel_demo.alerting import DRIFT_ALERT
 from flywheel_demo.sinks import DeliveryLog
 from flywheel_demo.timeline import TaskTimeline, Timeline, percentile
 
-__all__ = ["DemoSummary", "TaskSummary", "summarise"]
+__all__ = ["DemoSummary", "TaskSummary", "percent", "summarise"]
 
 # Accuracy "before" is measured over this long before the drift, "after" over this
 # long right after it, and "end" over the last stretch of the run.
@@ -111,12 +111,12 @@ class DemoSummary:
                 f"{t.feedback_sent:,}",
                 f"{t.versions} (v{t.first_version}-{t.last_version})" if t.versions else "0",
                 "-" if t.drift_at is None else f"{t.drift_at:.1f}s",
-                _pct(t.accuracy_before),
-                _pct(t.accuracy_after),
-                _pct(t.accuracy_end),
+                percent(t.accuracy_before),
+                percent(t.accuracy_after),
+                percent(t.accuracy_end),
                 "-" if t.recovery_s is None else f"{t.recovery_s:.0f}s",
                 "-" if t.p99_ms is None else f"{t.p99_ms:.0f} ms",
-                _pct(t.cache_hit_rate),
+                percent(t.cache_hit_rate),
                 f"{_after(t.drift_alert_webhook_s)}/{_after(t.drift_alert_smtp_s)}",
             )
         return table
@@ -159,7 +159,8 @@ def _short(task: str) -> str:
     return task.removeprefix("demo.")
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """``0.953`` -> ``95.3%``; ``-`` for no value."""
     return "-" if value is None else f"{value:.1%}"
 
 

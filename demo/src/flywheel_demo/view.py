@@ -19,6 +19,7 @@ from flywheel_demo.alerting import DRIFT_ALERT
 from flywheel_demo.platform import PlatformPoller
 from flywheel_demo.simulator import Clock
 from flywheel_demo.sinks import DeliveryLog
+from flywheel_demo.summary import percent
 from flywheel_demo.timeline import TaskTimeline, Timeline
 
 __all__ = ["DemoView", "plain_lines"]
@@ -34,10 +35,6 @@ COLUMNS = (
     f"p99 {RECENT_S:.0f}s",
     "cache hits",
 )
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def _ms(value: float | None) -> str:
@@ -71,12 +68,11 @@ class TaskRow:
     def of(cls, line: TaskTimeline, now: float) -> TaskRow:
         start = max(0.0, now - RECENT_S)
         recent = line.between(start, now + 1)
-        champion = line.champion if line.champion is not None else None
         return cls(
             task=line.task,
             events=line.feedback_sent,
             rate=len(recent) / max(1.0, min(RECENT_S, now)),
-            champion="-" if champion is None else f"v{champion}",
+            champion="-" if line.champion is None else f"v{line.champion}",
             versions=len(set(line.versions_seen)),
             accuracy=line.accuracy_of(recent),
             trainer_accuracy=line.trainer_accuracy[-1][1] if line.trainer_accuracy else None,
@@ -93,8 +89,8 @@ def plain_lines(timeline: Timeline, clock: Clock, deliveries: DeliveryLog) -> li
         row = TaskRow.of(line, now)
         lines.append(
             f"  {row.task:<36} events {row.events:>6}  model {row.champion:>4}  "
-            f"acc {_pct(row.accuracy):>6} (trainer {_pct(row.trainer_accuracy)})  "
-            f"p99 {_ms(row.p99_ms)}  cache {_pct(row.cache_hit_rate)}"
+            f"acc {percent(row.accuracy):>6} (trainer {percent(row.trainer_accuracy)})  "
+            f"p99 {_ms(row.p99_ms)}  cache {percent(row.cache_hit_rate)}"
         )
     lines.append(
         f"  alerts delivered: webhook {deliveries.count('webhook', DRIFT_ALERT)}, "
@@ -133,9 +129,9 @@ class DemoView:
                 row.champion,
                 str(row.versions),
                 _accuracy_text(row.accuracy),
-                _pct(row.trainer_accuracy),
+                percent(row.trainer_accuracy),
                 _ms(row.p99_ms),
-                _pct(row.cache_hit_rate),
+                percent(row.cache_hit_rate),
             )
         progress = min(1.0, now / self.clock.duration_s)
         bar_width = 40
