@@ -125,7 +125,9 @@ def combine_raw(raw: Sequence[Array], weights: Sequence[float], bias: float) -> 
 def link(objective: Objective, z: Array) -> Array:
     """Raw score -> the model's output: P(true), class probabilities, or the value."""
     if objective is Objective.BINARY:
-        out: Array = 1.0 / (1.0 + np.exp(-z))
+        # The logistic function without overflow: exp of a negative number only.
+        e = np.exp(-np.abs(z))
+        out: Array = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
         return out
     if objective is Objective.MULTICLASS:
         shifted = z - z.max(axis=-1, keepdims=True)
