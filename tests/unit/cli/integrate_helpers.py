@@ -51,5 +51,8 @@ def lint_and_typecheck(root: Path) -> None:
         'lint.isort.known-third-party=["flywheel", "flywheel_client"]',
     ]
     run_tool(["ruff", "check", "--no-cache", "--config", config, *client_project, *files], root)
-    run_tool(["ruff", "format", "--no-cache", "--check", "--config", config, *files], root)
+    # The same layout at this repository's line length (100) and ruff's default (88).
+    for length in ("100", "88"):
+        line_length = ["--config", config, "--config", f"line-length={length}"]
+        run_tool(["ruff", "format", "--no-cache", "--check", *line_length, *files], root)
     run_tool(["mypy", "--strict", "--no-incremental", "--cache-dir=/dev/null", *files], root)

@@ -169,16 +169,43 @@ def test_module_names_are_identifiers() -> None:
     assert module_name("class") == "class_"
 
 
+def _declared_fields(module: str) -> dict[str, tuple[str, dict[str, object]]]:
+    """``Features``' fields: attribute -> (annotation, keyword arguments of ``Field``)."""
+    (features,) = [
+        n for n in ast.parse(module).body if isinstance(n, ast.ClassDef) and n.name == "Features"
+    ]
+    fields = {}
+    for stmt in features.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            call = stmt.value
+            keywords = (
+                {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+                if isinstance(call, ast.Call)
+                else {}
+            )
+            fields[stmt.target.id] = (ast.unparse(stmt.annotation), keywords)
+    return fields
+
+
 def test_awkward_names_keep_their_wire_names(tmp_path: Path) -> None:
     out = tmp_path / "o"
     write_integration("svc", _awkward(tmp_path), "9lives.odd-names", out)
     module = (out / "task_9lives_odd_names.py").read_text()
-    # A valid name keeps itself; the others get an attribute no feature is named.
-    assert "    y_z: int\n" in module
-    assert 'y_z_2: float | None = Field(default=None, validation_alias="y.z"' in module
-    assert 'class_: Category = Field(validation_alias="class"' in module
-    assert 'f_private: bool = Field(validation_alias="_private"' in module
-    assert 'model_dump_: int = Field(validation_alias="model_dump"' in module
+
+    # A usable name keeps itself; the others get an attribute no feature is named.
+    def aliased(wire: str, *, optional: bool = False) -> dict[str, object]:
+        default: dict[str, object] = {"default": None} if optional else {}
+        return {**default, "validation_alias": wire, "serialization_alias": wire}
+
+    assert _declared_fields(module) == {
+        "x": ("int", {}),
+        "y_z_2": ("float | None", aliased("y.z", optional=True)),
+        "class_": ("Category", aliased("class")),
+        "f_private": ("bool", aliased("_private")),
+        "model_dump_": ("int", aliased("model_dump")),
+        "y_z": ("int", {}),
+        "a_b_c": ("Category | None", aliased("a:b-c", optional=True)),
+    }
     assert """Literal["low", 'say "hi"', "high"]""" in module
 
 
