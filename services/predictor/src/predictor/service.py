@@ -153,6 +153,9 @@ class PredictorService:
             port=self.settings.predictor_port,
             log_config=None,
             access_log=False,
+            # Nothing here reads the client address or scheme, so uvicorn's
+            # X-Forwarded-* rewriting would only add a layer to every request.
+            proxy_headers=False,
             lifespan="off",
             timeout_graceful_shutdown=10,
         )
