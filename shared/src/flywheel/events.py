@@ -32,6 +32,7 @@ from flywheel.tasks import (
     MemberName,
     Objective,
     TaskName,
+    omit_if_absent,
 )
 
 __all__ = [
@@ -204,11 +205,7 @@ class ModelVersion(_Event):
 
     @model_serializer(mode="wrap")
     def _omit_absent_ensemble(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # A single model serialises exactly as before ensembles existed.
-        data = handler(self)
-        if self.ensemble is None and isinstance(data, dict):
-            data.pop("ensemble", None)
-        return data
+        return omit_if_absent(handler(self), "ensemble", self.ensemble)
 
     @property
     def is_ensemble(self) -> bool:

@@ -52,6 +52,7 @@ __all__ = [
     "TrainingOverrides",
     "TrainingPolicy",
     "load_task_file",
+    "omit_if_absent",
 ]
 
 TASK_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
@@ -116,6 +117,18 @@ class LabelType(StrEnum):
     INT = "int"
     FLOAT = "float"
     CATEGORY = "category"
+
+
+def omit_if_absent(data: Any, name: str, value: object) -> Any:
+    """Serialised ``data`` without field ``name`` while its ``value`` is None.
+
+    For optional fields added after records were first written: a record that does not
+    use the field serialises exactly as before, so readers that predate it (``extra``
+    is forbidden everywhere) keep accepting it.
+    """
+    if value is None and isinstance(data, dict):
+        data.pop(name, None)
+    return data
 
 
 class _Strict(BaseModel):
@@ -240,12 +253,7 @@ class TaskDefinition(_Strict):
 
     @model_serializer(mode="wrap")
     def _omit_absent_ensemble(self, handler: SerializerFunctionWrapHandler) -> Any:
-        # A single-model task serialises exactly as before ensembles existed, so readers
-        # that do not know the field keep accepting it.
-        data = handler(self)
-        if self.ensemble is None and isinstance(data, dict):
-            data.pop("ensemble", None)
-        return data
+        return omit_if_absent(handler(self), "ensemble", self.ensemble)
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:

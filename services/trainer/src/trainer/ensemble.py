@@ -276,9 +276,9 @@ class EnsembleLearner:
             if champion is None and self.events_trained < self.policy.min_events_to_train:
                 return None
             self.champion = candidate
-            reason = "first model of the task" if champion is None else "new label class"
-            previous = None if champion is None else champion.version
-            return Promotion(candidate.version, previous, reason, dict(candidate.record.metrics))
+            return Promotion.ungated(
+                candidate.record, None if champion is None else champion.version
+            )
         if len(y) == 0:
             return None  # nothing held back: keep the served ensemble
         classifier = self.lead.labels.is_classifier

@@ -101,6 +101,13 @@ class Promotion:
     reason: str
     metrics: dict[str, float]
 
+    @classmethod
+    def ungated(cls, candidate: ModelVersion, previous: int | None) -> Promotion:
+        """A promotion without the gate: the task's first model (``previous`` None), or
+        a new label class, which the champion cannot name."""
+        reason = "first model of the task" if previous is None else "new label class"
+        return cls(candidate.version, previous, reason, dict(candidate.metrics))
+
 
 @dataclass(frozen=True, slots=True)
 class BatchReport:
@@ -321,9 +328,9 @@ class TaskLearner:
             if champion is None and self.events_trained < self.policy.min_events_to_train:
                 return None
             self.champion = candidate
-            reason = "first model of the task" if champion is None else "new label class"
-            previous = None if champion is None else champion.version
-            return Promotion(candidate.version, previous, reason, dict(candidate.record.metrics))
+            return Promotion.ungated(
+                candidate.record, None if champion is None else champion.version
+            )
         if len(y) == 0:
             return None  # nothing held back (a one-event window): keep the champion
         classifier = self.labels.is_classifier
