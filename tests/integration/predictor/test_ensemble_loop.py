@@ -3,7 +3,8 @@
 The trainer and the predictor run in-process on a private topic namespace and Redis
 prefix, against the real broker and Redis: the trainer learns an ensemble task from
 ``training.batches``, publishes JSON ensemble versions, caches the champion; the
-predictor loads it, serves and explains it, and hot-swaps to the next champion.
+predictor loads it, serves and explains it, and hot-swaps to the next champion; a
+restarted trainer resumes the ensemble where it was.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.integration.predictor.conftest import StartService, client_for, wait_
 from tests.integration.trainer.helpers import publish_batches, wait_for_events_trained
 from tests.unit.trainer.streams import make_batch, make_task
 from trainer.config import Settings
+from trainer.ensemble import EnsembleLearner
 from trainer.service import TrainerService
 
 pytestmark = pytest.mark.integration
@@ -56,18 +58,17 @@ async def test_an_ensemble_task_is_trained_published_and_served(
     start_service: StartService,
 ) -> None:
     await apply_tasks(kafka_namespace, [_ensemble_task()])
-    trainer = TrainerService(
-        Settings(
-            kafka_bootstrap_servers=kafka_namespace.bootstrap_servers,
-            topic_prefix=kafka_namespace.topic_prefix,
-            redis_url=redis_config.url,
-            redis_key_prefix=redis_prefix,
-            trainer_port=0,
-            trainer_group_id=f"trainer-{uuid4().hex[:8]}",
-            trainer_transactional_id=f"trainer-{uuid4().hex[:8]}",
-            startup_timeout_s=20,
-        )
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_namespace.bootstrap_servers,
+        topic_prefix=kafka_namespace.topic_prefix,
+        redis_url=redis_config.url,
+        redis_key_prefix=redis_prefix,
+        trainer_port=0,
+        trainer_group_id=f"trainer-{uuid4().hex[:8]}",
+        trainer_transactional_id=f"trainer-{uuid4().hex[:8]}",
+        startup_timeout_s=20,
     )
+    trainer = TrainerService(settings)
     await trainer.start()
     runner = asyncio.create_task(trainer.run())
     rng = np.random.default_rng(5)
@@ -114,5 +115,23 @@ async def test_an_ensemble_task_is_trained_published_and_served(
         await wait_for(lambda: serves(newer.version))
     finally:
         await trainer.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+    # A restarted trainer resumes the ensemble from the registry, refills every member's
+    # replay window from the learned batches, and counts nothing twice.
+    restarted = TrainerService(settings)
+    await restarted.start()
+    runner = asyncio.create_task(restarted.run())
+    try:
+        await publish_batches(kafka_namespace, [make_batch(rng, 5, 200)])
+        registry = await wait_for_events_trained(kafka_namespace, {TASK: 1_200}, timeout_s=30)
+        assert registry.versions(TASK)[-1].events_trained == 1_200
+        learner = restarted.learners[TASK]
+        assert isinstance(learner, EnsembleLearner) and learner.champion is not None
+        assert len(learner.members["long"].window) == 1_200  # 1,000 replayed + the new batch
+        assert len(learner.members["short"].window) == 400  # its own bound
+    finally:
+        await restarted.stop()
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
