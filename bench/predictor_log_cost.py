@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,11 +25,15 @@ from typing import Any
 from uuid import uuid4
 
 import uvloop
-from aiokafka.admin import AIOKafkaAdminClient
 
+if __package__ in (None, ""):
+    # Run as a script: make ``bench`` importable from the repo root.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.predictor_vs_mlserver import delete_topics
 from flywheel.events import PredictionLog
 from flywheel.kafka import KafkaConfig, ensure_topics, make_producer
-from flywheel.topics import ALL_TOPICS, PREDICTIONS_LOG
+from flywheel.topics import PREDICTIONS_LOG
 from predictor.metrics import PredictorMetrics
 from predictor.prediction_log import PredictionLogSender
 from predictor.service import PRODUCER_LINGER_MS
@@ -86,15 +91,6 @@ async def _run_one(kafka: KafkaConfig, linger_ms: int, count: int, rate: float) 
         await producer.stop()
 
 
-async def _delete_topics(kafka: KafkaConfig) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics([kafka.topic(spec) for spec in ALL_TOPICS])
-    finally:
-        await admin.close()
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     kafka = KafkaConfig(
         bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
@@ -108,7 +104,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for linger in LINGERS_MS:  # interleaved: every linger sees the same machine
                 runs[linger].append(await _run_one(kafka, linger, args.count, args.rate))
     finally:
-        await _delete_topics(kafka)
+        await delete_topics(kafka)
     return {
         "benchmark": "predictor_log_cost",
         "rate_per_s": args.rate,

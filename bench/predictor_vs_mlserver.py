@@ -145,13 +145,18 @@ async def publish(version: ModelVersion, kafka: KafkaConfig, redis: RedisConfig)
         await client.aclose()
 
 
-async def cleanup(kafka: KafkaConfig, redis: RedisConfig) -> None:
+async def delete_topics(kafka: KafkaConfig) -> None:
+    """Delete every Flywheel topic under ``kafka``'s (the run's own) prefix."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     await admin.start()
     try:
         await admin.delete_topics([kafka.topic(spec) for spec in ALL_TOPICS])
     finally:
         await admin.close()
+
+
+async def cleanup(kafka: KafkaConfig, redis: RedisConfig) -> None:
+    await delete_topics(kafka)
     client = connect_redis(redis)
     try:
         keys = [k async for k in client.scan_iter(match=redis.key_prefix + "*")]
