@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 from pathlib import Path
 from types import FrameType
@@ -60,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:
         # CI logs and pipes: rich would assume 80 columns and fold the summary table.
         console = Console(width=max(console.width, 150))
-    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the demo's services and
-    # whatever Kafka/Redis it started are stopped on the way out.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # aiokafka logs its own retries (a topic's metadata not there yet on a broker that
+    # just started); the demo reports what matters in its view.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # SIGTERM (a CI timeout, `kill`) and SIGHUP (the terminal closed) unwind like
+    # Ctrl-C, so the demo's services and whatever Kafka/Redis it started are stopped.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _interrupt)
     try:
         result = run_demo(options, console)
     except KeyboardInterrupt:
