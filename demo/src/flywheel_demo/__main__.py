@@ -22,15 +22,29 @@ def parse_args(argv: list[str] | None = None) -> DemoOptions:
             "webhook and SMTP sink) and re-learn (new model versions)."
         ),
     )
-    parser.add_argument("--duration", type=float, default=100.0, help="seconds of traffic (100)")
+    defaults = DemoOptions()
     parser.add_argument(
-        "--drift-at", type=float, default=0.5, help="drift point, share of the duration (0.5)"
+        "--duration",
+        type=float,
+        default=defaults.duration_s,
+        help=f"seconds of traffic ({defaults.duration_s:g})",
     )
     parser.add_argument(
-        "--rate", type=float, default=60.0, help="events per second per service (60)"
+        "--drift-at",
+        type=float,
+        default=defaults.drift_at,
+        help=f"the midpoint where the concepts drift, share of the duration ({defaults.drift_at})",
     )
-    parser.add_argument("--output", type=Path, default=Path(".flywheel/demo"), help="PNG folder")
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=defaults.rate,
+        help=f"predictions and feedback events per second per service ({defaults.rate:g})",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=defaults.output_dir, help="folder of the PNG and run logs"
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="traffic and noise seed")
     view = parser.add_mutually_exclusive_group()
     view.add_argument("--live", dest="live", action="store_true", default=None)
     view.add_argument("--plain", dest="live", action="store_false", help="periodic plain lines")

@@ -18,17 +18,13 @@ from matplotlib.ticker import MaxNLocator
 
 from flywheel_demo.alerting import DRIFT_ALERT
 from flywheel_demo.sinks import DeliveryLog
+from flywheel_demo.summary import short_task
 from flywheel_demo.timeline import Timeline
 
 __all__ = ["write_chart"]
 
 ROLLING_S = 5.0
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
-
-
-def _short(task: str) -> str:
-    parts = task.split(".")
-    return ".".join(parts[1:3]) if parts[0] == "demo" and len(parts) >= 3 else task
 
 
 def write_chart(timeline: Timeline, deliveries: DeliveryLog, path: Path) -> Path:
@@ -42,7 +38,7 @@ def write_chart(timeline: Timeline, deliveries: DeliveryLog, path: Path) -> Path
         series = line.accuracy_series(step_s=1.0, window_s=ROLLING_S)
         if series:
             xs, ys = zip(*series, strict=True)
-            top.plot(xs, ys, color=colour, linewidth=1.6, label=_short(line.task))
+            top.plot(xs, ys, color=colour, linewidth=1.6, label=short_task(line.task))
         changes = line.version_changes
         if changes:
             marks = [(at, line.accuracy(max(0.0, at - ROLLING_S), at + 0.5)) for at, _ in changes]
@@ -52,7 +48,7 @@ def write_chart(timeline: Timeline, deliveries: DeliveryLog, path: Path) -> Path
                 top.scatter(mx, my, color=colour, s=14, zorder=3)
             steps_x = [at for at, _ in changes] + [timeline.duration_s]
             steps_y = [version for _, version in changes] + [changes[-1][1]]
-            bottom.step(steps_x, steps_y, where="post", color=colour, label=_short(line.task))
+            bottom.step(steps_x, steps_y, where="post", color=colour, label=short_task(line.task))
     for index, line in enumerate(timeline.tasks.values()):
         if line.drift_at is not None:
             colour = COLOURS[index % len(COLOURS)]

@@ -42,7 +42,7 @@ SETTLE_STEP_S = 0.5
 class DemoOptions:
     duration_s: float = 100.0
     drift_at: float = 0.5  # share of the duration
-    rate: float = 50.0  # predictions (and feedback events) per second, per service
+    rate: float = 60.0  # predictions (and feedback events) per second, per service
     output_dir: Path = Path(".flywheel/demo")
     live: bool | None = None  # None: rich's Live view when stdout is a terminal
     seed: int = 7

@@ -11,7 +11,7 @@ from flywheel_demo.alerting import DRIFT_ALERT
 from flywheel_demo.sinks import DeliveryLog
 from flywheel_demo.timeline import TaskTimeline, Timeline, percentile
 
-__all__ = ["DemoSummary", "TaskSummary", "percent", "summarise"]
+__all__ = ["DemoSummary", "TaskSummary", "percent", "short_task", "summarise"]
 
 # Accuracy "before" is measured over this long before the drift, "after" over this
 # long right after it, and "end" over the last stretch of the run.
@@ -101,15 +101,21 @@ class DemoSummary:
         )
 
     def table(self) -> Table:
-        table = Table(title="Flywheel demo - summary", box=box.SIMPLE_HEAD)
+        table = Table(
+            title="Flywheel demo - summary",
+            caption=SUMMARY_LEGEND,
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 1, 0, 0),
+        )
         table.add_column("task", no_wrap=True)
         for header in SUMMARY_COLUMNS:
-            table.add_column(header, justify="right")
+            table.add_column(header, justify="right", no_wrap=True)
         for t in self.tasks:
             table.add_row(
-                _short(t.task),
+                short_task(t.task),
                 f"{t.feedback_sent:,}",
-                f"{t.versions} (v{t.first_version}-{t.last_version})" if t.versions else "0",
+                f"v{t.first_version}-v{t.last_version}" if t.versions else "none",
                 "-" if t.drift_at is None else f"{t.drift_at:.1f}s",
                 percent(t.accuracy_before),
                 percent(t.accuracy_after),
@@ -124,7 +130,7 @@ class DemoSummary:
     def lines(self) -> list[str]:
         """The headline numbers as plain sentences."""
         alerted = [
-            _short(t.task)
+            short_task(t.task)
             for t in self.tasks
             if t.drift_alert_webhook_s is not None and t.drift_alert_smtp_s is not None
         ]
@@ -142,19 +148,25 @@ class DemoSummary:
 
 SUMMARY_COLUMNS = (
     "events",
-    "versions",
-    "drift at",
-    "acc. before",
-    "post",
+    "models",
+    "drift",
+    "before",
+    "after",
     "end",
-    "recovered",
+    "recovery",
     "p99",
     "cache",
-    "alert hook/mail",
+    "drift alert",
+)
+# Printed under the table: what the columns mean.
+SUMMARY_LEGEND = (
+    "accuracy before = 15 s before the task's drift, after = 8 s after it, end = last 10 s; "
+    "recovery = back within 5 points; drift alert = seconds after the drift it reached "
+    "the webhook / the mailbox"
 )
 
 
-def _short(task: str) -> str:
+def short_task(task: str) -> str:
     """``demo.oracle.knowledge-quality`` -> ``oracle.knowledge-quality``."""
     return task.removeprefix("demo.")
 

@@ -19,7 +19,7 @@ from flywheel_demo.alerting import DRIFT_ALERT
 from flywheel_demo.platform import PlatformPoller
 from flywheel_demo.simulator import Clock
 from flywheel_demo.sinks import DeliveryLog
-from flywheel_demo.summary import percent
+from flywheel_demo.summary import percent, short_task
 from flywheel_demo.timeline import TaskTimeline, Timeline
 
 __all__ = ["DemoView", "plain_lines"]
@@ -117,13 +117,13 @@ class DemoView:
     def render(self) -> Group:
         now = self.clock.now()
         table = Table(expand=True, title=None)
-        table.add_column("service / task")
+        table.add_column("service.task", no_wrap=True)
         for column in COLUMNS:
             table.add_column(column, justify="right")
         for line in self.timeline.tasks.values():
             row = TaskRow.of(line, now)
             table.add_row(
-                row.task,
+                short_task(row.task),
                 f"{row.events:,}",
                 f"{row.rate:.0f}",
                 row.champion,
