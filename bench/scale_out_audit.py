@@ -39,6 +39,7 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import random
 import shutil
 import statistics
@@ -531,6 +532,8 @@ def main() -> None:
     def echo(line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
+    # Wall-clock numbers move with what else the machine runs: record how busy it was.
+    machine: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0]}
     runs = []
     for index in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="flywheel-scale-") as root:
@@ -543,7 +546,8 @@ def main() -> None:
                     shutil.copytree(logs, args.keep_logs / f"run-{index + 1}", dirs_exist_ok=True)
             echo(f"run {index + 1}: {'PASS' if run['passed'] else 'FAIL'}")
             runs.append(run)
-    report = {"plan": asdict(plan), "summary": summarise(runs), "runs": runs}
+    machine["load_avg_1m_at_end"] = os.getloadavg()[0]
+    report = {"plan": asdict(plan), "machine": machine, "summary": summarise(runs), "runs": runs}
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:
