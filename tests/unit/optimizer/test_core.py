@@ -72,10 +72,48 @@ def test_a_new_champion_resolves_the_drift_alert() -> None:
     t = serve_and_label(core, 1500, T0, 0.05, rng)
     t = serve_and_label(core, 400, t + 1, 0.7, rng)
     assert core.book.firing()
-    core.on_published(ModelPublished(task="t", version=2, model_sha256="0" * 64), t + 1)
+    publish(core, 2, t + 1)
     states = [a.state for a in core.book.drain()]
     assert states == [AlertState.FIRING, AlertState.RESOLVED]
     assert core.book.firing() == []
+    assert not core.drift.is_open("t")
+    # The detector restarted on the post-drift level: the new world's error is no page.
+    t = serve_and_label(core, 600, t + 2, 0.7, rng)
+    core.tick(t)
+    assert core.book.drain() == []
+
+
+def publish(core: OptimizerCore, version: int, at: float) -> None:
+    core.on_published(ModelPublished(task="t", version=version, model_sha256="0" * 64), at)
+
+
+def test_a_drift_spread_over_routine_promotions_pages() -> None:
+    # A fast loop: a champion every 150 labels, the error 3 points worse with each one.
+    rng = random.Random(6)
+    core = make_core()
+    t, version = T0, 1
+    for stretch in range(14):
+        rate = 0.05 if stretch < 4 else 0.05 + 0.03 * (stretch - 3)
+        t = serve_and_label(core, 150, t + 1, rate, rng)
+        core.tick(t)
+        if core.book.firing():
+            break
+        version += 1
+        publish(core, version, t + 0.5)
+        assert core.book.drain() == []  # routine promotions: nothing fires or resolves
+    fired = core.book.drain()
+    assert [(a.name, a.state) for a in fired] == [(DRIFT_ALERT, AlertState.FIRING)]
+    assert stretch >= 4, "paged before the error began to rise"
+
+
+def test_a_better_champion_is_not_a_drift() -> None:
+    rng = random.Random(9)
+    core = make_core()
+    t = serve_and_label(core, 1500, T0, 0.35, rng)
+    publish(core, 2, t + 0.5)
+    t = serve_and_label(core, 1500, t + 1, 0.03, rng)
+    core.tick(t)
+    assert core.book.drain() == []
 
 
 def test_advice_and_exports_agree() -> None:

@@ -109,8 +109,14 @@ class OptimizerCore:
         self.tracker.observe_heartbeat(beat, now)
 
     def on_published(self, published: ModelPublished, now: float) -> None:
-        """A new champion: the loop reacted, so a drift alert on the task resolves."""
-        self.drift.reset(published.task)
+        """A new champion: the loop reacted, so a drift alert on the task resolves.
+
+        The task's drift detector keeps its history across routine promotions and
+        restarts only when this champion answers an open drift (see optimizer.drift).
+        The book is resolved either way: after a restart it may hold an alert restored
+        from before, which the detector never saw.
+        """
+        self.drift.promoted(published.task)
         self.book.resolve(
             alert_fingerprint(DRIFT_ALERT, {"task": published.task}),
             at=datetime.fromtimestamp(now, UTC),
