@@ -31,11 +31,14 @@ from flywheel_demo.summary import DemoSummary, summarise
 from flywheel_demo.timeline import Timeline
 from flywheel_demo.view import DemoView, plain_lines
 
-__all__ = ["DemoOptions", "DemoResult", "run_demo"]
+__all__ = ["DRIFT_STAGGER_S", "DemoOptions", "DemoResult", "run_demo"]
 
 KEEP_RUNS = 3
 PLAIN_EVERY_S = 10.0
 SETTLE_STEP_S = 0.5
+# Service i drifts i x this after the midpoint: apart in the chart, and at different
+# points of the champions' life cycle (no timing to it is needed, nor wanted).
+DRIFT_STAGGER_S = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,7 @@ class Traffic:
                 clock,
                 rate=options.rate,
                 seed=options.seed + index,
+                drift_offset_s=index * DRIFT_STAGGER_S,
             )
             for index, (scenario, client) in enumerate(zip(SCENARIOS, clients, strict=True))
         ]

@@ -5,13 +5,11 @@ Exactly what a product service integrating Flywheel does, through the SDK: draw 
 the answer, observe the outcome, ``publish_feedback`` carrying the ``prediction_id``.
 The outcome comes from the scenario's ground truth, which changes at the drift point.
 
-When exactly each service's world changes is :func:`drift_due`'s decision: from the
-midpoint on, a couple of seconds into the life of the task's current champion. The
-optimizer's drift detector restarts with every new champion (a new model is the loop's
-answer, so a drift alert resolves then), and the trainer publishes one every flush
-interval; a change just before a champion swap would be judged against almost nothing
-and then forgotten. Placing it inside a champion's stretch gives the detector a
-baseline before the change and time after it, as a slower-moving real world would.
+Each service's world changes at a fixed moment: the midpoint plus the service's
+``drift_offset_s`` (the demo staggers the three by a second and a half, so the chart
+shows them apart). Nothing is timed to the champions' life cycle: the optimizer keeps a
+task's drift detector across routine promotions, so a change anywhere between two
+champion swaps is judged against the history before it.
 """
 
 from __future__ import annotations
@@ -27,29 +25,7 @@ from flywheel_client import Fallback, Features, FlywheelClientError, PredictionR
 from flywheel_demo.scenarios import Scenario, task_name
 from flywheel_demo.timeline import Outcome, TaskTimeline
 
-__all__ = ["Clock", "DriftTiming", "PredictionClient", "ServiceSimulator", "drift_due"]
-
-
-@dataclass(frozen=True, slots=True)
-class DriftTiming:
-    """When a service's drift may start: ``window`` = seconds into a champion's life;
-    ``latest_s`` = after the midpoint, whatever the champions do (never skipped)."""
-
-    window: tuple[float, float] = (2.0, 4.5)
-    latest_s: float = 15.0
-
-
-def drift_due(
-    now: float, midpoint: float, last_champion: float | None, timing: DriftTiming = DriftTiming()
-) -> bool:
-    """Whether a service's concept changes now (``last_champion``: when the current
-    model version first answered it, on the same clock)."""
-    if now < midpoint:
-        return False
-    if now >= midpoint + timing.latest_s or last_champion is None:
-        return True
-    low, high = timing.window
-    return low <= now - last_champion <= high
+__all__ = ["Clock", "PredictionClient", "ServiceSimulator"]
 
 
 class PredictionClient(Protocol):
@@ -112,7 +88,7 @@ class ServiceSimulator:
         rate: float,
         seed: int,
         workers: int = 8,
-        drift_timing: DriftTiming = DriftTiming(),
+        drift_offset_s: float = 0.0,
     ) -> None:
         self.scenario = scenario
         self.task = task_name(scenario)
@@ -121,7 +97,7 @@ class ServiceSimulator:
         self.clock = clock
         self.rate = rate
         self.workers = workers
-        self.drift_timing = drift_timing
+        self.drift_offset_s = drift_offset_s
         self._rng = random.Random(seed)  # noqa: S311 - simulated traffic, not security
         self._next_row = scenario.rows(self._rng)
         self._next_slot = clock.start
@@ -167,10 +143,9 @@ class ServiceSimulator:
 
     def _drifted(self) -> bool:
         line = self.timeline
-        if line.drift_at is None:
-            last = line.version_changes[-1][0] if line.version_changes else None
-            if drift_due(self.clock.now(), self.clock.drift_at_s, last, self.drift_timing):
-                line.drift_at = self.clock.now()
+        now = self.clock.now()
+        if line.drift_at is None and now >= self.clock.drift_at_s + self.drift_offset_s:
+            line.drift_at = now
         return line.drift_at is not None
 
     async def _worker(self) -> None:
