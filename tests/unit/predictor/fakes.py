@@ -25,7 +25,10 @@ from predictor.store import ModelStore
 class FakeSource:
     def __init__(self, *versions: ModelVersion) -> None:
         self.versions = {(v.task, v.version): v for v in versions}
+        # Champions as Redis holds them; the registry's are what it was given last.
         self.champion: dict[str, int] = {v.task: v.version for v in versions}
+        self.registry: dict[str, int] = dict(self.champion)
+        self.forgotten: list[str] = []
 
     def add(self, version: ModelVersion) -> None:
         self.versions[(version.task, version.version)] = version
@@ -36,11 +39,24 @@ class FakeSource:
     async def fetch(self, task: str, version: int) -> ModelVersion | None:
         return self.versions.get((task, version))
 
+    async def registry_champion(self, task: str) -> ModelVersion | None:
+        number = self.registry.get(task)
+        return None if number is None else self.versions.get((task, number))
+
+    async def forget(self, task: str) -> bool:
+        self.champion.pop(task, None)
+        self.forgotten.append(task)
+        return True
+
+    async def recache(self, version: ModelVersion) -> bool:
+        self.champion[version.task] = version.version
+        return True
+
 
 class _Pipeline:
     def __init__(self, redis: FakeRedis) -> None:
         self._redis = redis
-        self._ops: list[tuple[str, bytes]] = []
+        self._ops: list[tuple[str, bytes | None]] = []
 
     async def __aenter__(self) -> _Pipeline:
         return self
@@ -51,10 +67,19 @@ class _Pipeline:
     def set(self, key: str, value: bytes, ex: int | None = None) -> None:
         self._ops.append((key, value))
 
+    def mset(self, values: dict[str, bytes]) -> None:
+        self._ops.extend(values.items())
+
+    def delete(self, *keys: str) -> None:
+        self._ops.extend((key, None) for key in keys)
+
     async def execute(self) -> list[bool]:
         self._redis.check()
         for key, value in self._ops:
-            self._redis.data[key] = value
+            if value is None:
+                self._redis.data.pop(key, None)
+            else:
+                self._redis.data[key] = value
         return [True] * len(self._ops)
 
 
@@ -86,6 +111,10 @@ class FakeRedis:
         self.check()
         self.data.update(values)
         return True
+
+    async def delete(self, *keys: str) -> int:
+        self.check()
+        return sum(self.data.pop(key, None) is not None for key in keys)
 
     async def exists(self, key: str) -> int:
         self.check()
@@ -123,13 +152,14 @@ async def make_predictor(
     keyring: ApiKeyring | None = None,
     cache_ttl_s: int = 60,
     producer: FakeProducer | None = None,
+    source: FakeSource | None = None,
 ) -> tuple[Predictor, Any]:
     """A started-looking Predictor over fakes, and its FastAPI app."""
     metrics = PredictorMetrics()
     fake = redis or FakeRedis()
     gate = RedisGate(fake, metrics, retry_s=0.05)  # type: ignore[arg-type]
     await gate.check()
-    store = ModelStore(FakeSource(*versions), metrics)
+    store = ModelStore(source or FakeSource(*versions), metrics)
     await store.load_champions()
     keys = RedisKeys("t:")
     predictor = Predictor(

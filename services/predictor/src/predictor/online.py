@@ -4,7 +4,8 @@
 predictor copies it into Redis (``flywheel:entity:{task}:{entity}``): from the
 beginning at start-up, then following new records. Copies are idempotent (the latest
 record per key wins, as in the compacted topic), so replicas may all do it. When
-Redis comes back empty the copy starts again from the beginning.
+Redis comes back empty the copy starts again from the beginning. A tombstone (null
+value) deletes the entity's key: a deleted entity's features are no longer joined.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -22,6 +24,7 @@ from flywheel import serde
 from flywheel.errors import FlywheelError
 from flywheel.events import EntityFeatures
 from flywheel.kafka import KafkaConfig, make_consumer
+from flywheel.tasks import TASK_NAME_PATTERN
 from flywheel.topics import ONLINE_FEATURES
 from predictor.cache import RedisGate
 from predictor.keys import RedisKeys
@@ -31,6 +34,8 @@ from predictor.partitions import assign_all_partitions
 __all__ = ["EntityStore", "OnlineFeatureSync", "OnlineFeaturesUnavailable"]
 
 log = logging.getLogger(__name__)
+
+_TASK_NAME = re.compile(TASK_NAME_PATTERN)
 
 
 class OnlineFeaturesUnavailable(FlywheelError):
@@ -115,9 +120,14 @@ class OnlineFeatureSync:
                     caught_up = await self._mark_synced()
 
     async def _write(self, records: list[Any]) -> None:
-        values: dict[str, bytes] = {}
+        # The latest record per key wins within a batch, as in the compacted topic:
+        # None is a tombstone (delete the key), bytes the entity's new features.
+        latest: dict[str, bytes | None] = {}
         for record in records:
             if record.value is None:
+                key = self._tombstoned_key(record)
+                if key is not None:
+                    latest[key] = None
                 continue
             try:
                 event = serde.decode(EntityFeatures, record.value)
@@ -132,20 +142,39 @@ class OnlineFeatureSync:
                     },
                 )
                 continue
-            values[self._keys.entity(event.task, event.entity_id)] = orjson.dumps(
+            latest[self._keys.entity(event.task, event.entity_id)] = orjson.dumps(
                 {"features": event.features, "at": event.at.isoformat()}
             )
+        values = {k: v for k, v in latest.items() if v is not None}
+        deleted = [k for k, v in latest.items() if v is None]
         delay = 0.1
         # Retried until Redis takes them: skipping would leave stale entity features.
-        while values:
+        while values or deleted:
             try:
-                await self._gate.redis.mset(values)
-                self._metrics.online_updates.inc(len(values))
+                async with self._gate.redis.pipeline(transaction=False) as pipe:
+                    if values:
+                        pipe.mset(values)
+                    if deleted:
+                        pipe.delete(*deleted)
+                    await pipe.execute()
+                self._metrics.online_updates.inc(len(latest))
                 return
             except (RedisError, OSError) as exc:
                 self._gate.failed(exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _tombstoned_key(self, record: Any) -> str | None:
+        """The Redis key a tombstone deletes (its Kafka key is ``task:entity``)."""
+        raw = record.key.decode("utf-8", "replace") if record.key is not None else ""
+        task, sep, entity_id = raw.partition(":")
+        if not sep or _TASK_NAME.match(task) is None or not entity_id:
+            log.error(
+                "features.online tombstone without a task:entity key skipped",
+                extra={"partition": record.partition, "offset": record.offset, "key": raw[:200]},
+            )
+            return None
+        return self._keys.entity(task, entity_id)
 
     async def _mark_synced(self) -> bool:
         try:

@@ -1,7 +1,8 @@
 """The predictor as a :class:`flywheel.lifecycle.Service`: wiring, start-up order, shutdown.
 
 Start-up: the HTTP server comes up first (``/healthz`` answers, ``/readyz`` says
-``starting``); then the ``models.published`` offsets are pinned, the champions are
+``starting``); then the ``models.published`` offsets are pinned, the ``tasks`` topic
+is read (deleted tasks are not served: :mod:`predictor.task_watch`), the champions are
 loaded (Redis, rebuilt from ``models.registry`` if empty) and only then is the
 service ready. Shutdown stops taking requests, lets in-flight ones finish, then
 drains the prediction log and the batch consumer.
@@ -34,6 +35,7 @@ from predictor.prediction_log import PredictionLogSender
 from predictor.serving import Predictor, heartbeat_gauges
 from predictor.sources import CachedModelSource
 from predictor.store import ModelStore, PublishedFollower
+from predictor.task_watch import TaskWatch
 
 __all__ = ["PredictorService"]
 
@@ -70,6 +72,7 @@ class PredictorService:
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self._follower: PublishedFollower | None = None
+        self._tasks: TaskWatch | None = None
         self._online: OnlineFeatureSync | None = None
         self._batch: BatchPredictions | None = None
         self._source: CachedModelSource | None = None
@@ -126,8 +129,11 @@ class PredictorService:
         gate.start()
         self._follower = PublishedFollower(self._kafka, store)
         await self._follower.mark()
+        self._tasks = TaskWatch(self._kafka, store, self._source)
+        await self._tasks.load()
         loaded = await store.load_champions()
         self._follower.follow()
+        self._tasks.follow()
         predictor.cache.start()
         log_sender.start()
         if s.predictor_online_features:
@@ -171,6 +177,8 @@ class PredictorService:
     async def _redis_back(self) -> None:
         if self._source is not None and await self._source.rebuild_if_empty():
             log.warning("redis came back empty; model cache rebuilt from the registry")
+        if self._tasks is not None:
+            self._tasks.on_redis_back()
         if self._online is not None:
             await self._online.redis_recovered()
 
@@ -189,6 +197,8 @@ class PredictorService:
             await self._batch.stop()
         if self._follower is not None:
             await self._follower.stop()
+        if self._tasks is not None:
+            await self._tasks.stop()
         if self._online is not None:
             await self._online.stop()
         if self.predictor is not None:

@@ -86,6 +86,12 @@ class Predictor:
                 # Still loading champions (a replica that just restarted): "no model"
                 # would be a lie; 503 sends the client to another replica.
                 raise Refused(503, "predictor is starting: models are loading", reason="starting")
+            if self.store.is_retired(task):
+                raise Refused(
+                    404,
+                    f"task {task!r} was deleted; apply it again to serve it (flywheel tasks apply)",
+                    reason="task_deleted",
+                )
             raise Refused(404, f"no model is served for task {task!r} yet", reason="no_model")
         return model
 

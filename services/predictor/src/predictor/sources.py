@@ -9,7 +9,10 @@ predictor's policy on top:
 * a version missing from Redis, or whose cached text fails its hash check, is read
   from the registry topic;
 * with Redis unreachable, everything is answered from the registry topic, so models
-  still load while Redis is down.
+  still load while Redis is down;
+* a deleted task's champion and model keys are removed from Redis (:meth:`forget`;
+  the registry keeps its history), and written back if the task is re-applied with
+  a compatible definition (:meth:`recache`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,12 @@ class ModelSource(Protocol):
     async def champions(self) -> list[Champion]: ...
 
     async def fetch(self, task: str, version: int) -> ModelVersion | None: ...
+
+    async def registry_champion(self, task: str) -> ModelVersion | None: ...
+
+    async def forget(self, task: str) -> bool: ...
+
+    async def recache(self, version: ModelVersion) -> bool: ...
 
 
 class CachedModelSource:
@@ -118,6 +127,35 @@ class CachedModelSource:
             return cached
         # Not cached (flushed, expired, or announced before it was cached).
         return (await self.registry()).version(task, version)
+
+    async def registry_champion(self, task: str) -> ModelVersion | None:
+        """The task's champion as the registry topic records it (None if none or retired)."""
+        return (await self.registry()).champion(task)
+
+    async def forget(self, task: str) -> bool:
+        """Remove the task's champion and model keys from Redis; False if Redis failed.
+
+        Every replica does it when it sees the deletion: deleting is idempotent.
+        """
+        try:
+            # Every version's key: {prefix}model:{task}:* (task names hold no ':' or glob).
+            versions = self._cache.model_key(task, 0).rpartition(":")[0] + ":*"
+            keys = [self._cache.champion_key(task)]
+            keys += [k async for k in self._redis.scan_iter(match=versions)]
+            await self._redis.delete(*keys)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable; %s's model keys not removed yet: %s", task, exc)
+            return False
+        return True
+
+    async def recache(self, version: ModelVersion) -> bool:
+        """Make ``version`` the task's champion in Redis again; False if Redis failed."""
+        try:
+            await self._cache.set_champion(version)
+        except (RedisError, OSError) as exc:
+            log.warning("redis unavailable; %s's champion not cached: %s", version.task, exc)
+            return False
+        return True
 
     async def stop(self) -> None:
         if self._registry is not None:

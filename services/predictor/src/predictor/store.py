@@ -5,6 +5,10 @@ end, so a swap never changes a model under a request in flight. A new version is
 fetched, hash-checked, loaded and warmed in a worker thread (LightGBM releases the
 GIL), and only then installed with one dict assignment: requests neither fail nor
 wait during a swap.
+
+A deleted task is *retired* (:meth:`ModelStore.retire`, driven by
+:class:`predictor.task_watch.TaskWatch`): its model is dropped and no version of it
+is installed again until the task is re-applied (:meth:`ModelStore.reinstate`).
 """
 
 from __future__ import annotations
@@ -37,9 +41,34 @@ class ModelStore:
         self._models: dict[str, ServingModel] = {}
         # One swap at a time per task, so an older announcement never wins a race.
         self._locks: dict[str, asyncio.Lock] = {}
+        # Tasks whose deletion (a tombstone on the tasks topic) was seen: never served.
+        self._retired: set[str] = set()
 
     def get(self, task: str) -> ServingModel | None:
         return self._models.get(task)
+
+    def is_retired(self, task: str) -> bool:
+        return task in self._retired
+
+    def retired(self) -> list[str]:
+        return sorted(self._retired)
+
+    def retire(self, task: str) -> bool:
+        """The task was deleted: stop serving it. True if a model was being served."""
+        self._retired.add(task)
+        return self.unload(task)
+
+    def reinstate(self, task: str) -> None:
+        """The task was applied again: its models may be installed again."""
+        self._retired.discard(task)
+
+    def unload(self, task: str) -> bool:
+        """Stop serving ``task``'s model (if any); True if one was served."""
+        if self._models.pop(task, None) is None:
+            return False
+        with contextlib.suppress(KeyError):
+            self._metrics.model_version.remove(task)
+        return True
 
     def tasks(self) -> list[str]:
         return sorted(self._models)
@@ -52,6 +81,8 @@ class ModelStore:
         """Load every champion the source knows; a broken one is logged, not fatal."""
         loaded = 0
         for champion in await self._source.champions():
+            if champion.task in self._retired:
+                continue
             if await self.swap_to(champion.task, champion.version):
                 loaded += 1
         return loaded
@@ -60,6 +91,12 @@ class ModelStore:
         """Make ``version`` the served model of ``task``; False if it could not be loaded."""
         lock = self._locks.setdefault(task, asyncio.Lock())
         async with lock:
+            if task in self._retired:
+                log.info(
+                    "model not loaded: its task was deleted",
+                    extra={"task": task, "version": version},
+                )
+                return False
             current = self._models.get(task)
             if (
                 current is not None
@@ -83,6 +120,8 @@ class ModelStore:
                     "model not loaded; still serving the previous version",
                     extra={"task": task, "version": version, "error": str(exc)},
                 )
+                return False
+            if task in self._retired:  # deleted while this version was loading
                 return False
             self.install(model)
             self._metrics.model_swaps.labels(task).inc()
