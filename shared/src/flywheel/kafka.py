@@ -56,6 +56,27 @@ class KafkaConfig:
         """The broker-side name of ``spec`` in this deployment."""
         return self.topic_prefix + spec.name
 
+    def scoped(self, name: str) -> str:
+        """A consumer group id or transactional id as this deployment uses it.
+
+        Kafka keeps group ids and transactional ids in cluster-wide namespaces of
+        their own, not per topic, so prefixing the topics alone does not isolate two
+        deployments: sharing a group makes them rebalance each other (and split the
+        partitions of unrelated topics between unrelated processes), and sharing a
+        transactional id makes each one's producer fence the other's. Every group id
+        and transactional id a Flywheel service builds goes through here, so they
+        follow the topic prefix like the topics do.
+
+        With no prefix the name is unchanged: a default deployment keeps the groups
+        (and so the committed offsets) and transactional ids it had before.
+        """
+        return self.topic_prefix + name
+
+    def unscoped(self, name: str) -> str:
+        """``name`` without this deployment's prefix (the inverse of :meth:`scoped`),
+        for labels that should read the same in every deployment."""
+        return name.removeprefix(self.topic_prefix)
+
 
 def make_producer(
     config: KafkaConfig,

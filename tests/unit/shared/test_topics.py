@@ -34,3 +34,22 @@ def test_lookup_by_name() -> None:
     assert topic_by_name("tasks") is TASKS
     with pytest.raises(KeyError):
         topic_by_name("nope")
+
+
+def test_groups_and_transactional_ids_follow_the_prefix() -> None:
+    # Kafka's group and transactional-id namespaces are cluster-wide, not per topic.
+    assert KafkaConfig(topic_prefix="staging.").scoped("flywheel-trainer") == (
+        "staging.flywheel-trainer"
+    )
+
+
+def test_no_prefix_keeps_the_names_a_default_deployment_already_has() -> None:
+    assert KafkaConfig().scoped("flywheel-trainer") == "flywheel-trainer"
+    assert KafkaConfig().unscoped("flywheel-trainer") == "flywheel-trainer"
+
+
+def test_unscoped_strips_only_this_deployments_prefix() -> None:
+    staging = KafkaConfig(topic_prefix="staging.")
+    assert staging.unscoped(staging.scoped("flywheel-alerter")) == "flywheel-alerter"
+    assert staging.unscoped("prod.flywheel-alerter") == "prod.flywheel-alerter"
+    assert staging.unscoped("my-audit-consumer") == "my-audit-consumer"

@@ -18,6 +18,7 @@ class Settings(ServiceSettings):
     alerter_config_file: Path | None = None
     alerter_http_host: str = "127.0.0.1"
     alerter_http_port: int = Field(default=18081, ge=1, le=65535)
+    # Consumer group on alerts, prefixed with the topic prefix.
     alerter_consumer_group: str = Field(
         default="flywheel-alerter", pattern=r"^[A-Za-z0-9._-]{1,128}$"
     )

@@ -33,6 +33,10 @@ __all__ = ["AlerterService"]
 
 log = logging.getLogger(__name__)
 
+# The state journal's transactional id (scoped by the topic prefix). One per
+# deployment: a second alerter instance fences the first.
+JOURNAL_TRANSACTIONAL_ID = "flywheel-alerter"
+
 
 class _Server(uvicorn.Server):
     # SIGTERM/SIGINT belong to flywheel.lifecycle, which calls stop(); uvicorn must not
@@ -52,6 +56,8 @@ class AlerterService:
         self._config = config
         self._clock = clock or SystemClock()
         self._kafka = settings.kafka_config("flywheel-alerter")
+        self.group_id = self._kafka.scoped(settings.alerter_consumer_group)
+        self.journal_transactional_id = self._kafka.scoped(JOURNAL_TRANSACTIONAL_ID)
         self._api_key_digest = settings.api_key_digest()
         self._journal: KafkaJournal | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -77,7 +83,7 @@ class AlerterService:
         await ensure_topics(self._kafka, [ALERTS, ALERTS_NOTIFICATIONS, ALERTS_DLQ, ALERTS_STATE])
         # Starting the transactional producer first fences a predecessor (even a
         # SIGKILLed one) and aborts its open transaction before we read the state.
-        journal = KafkaJournal(self._kafka, f"{settings.topic_prefix}flywheel-alerter")
+        journal = KafkaJournal(self._kafka, self.journal_transactional_id)
         await journal.start()
         self._journal = journal
         restored = await journal.load()
@@ -97,7 +103,7 @@ class AlerterService:
         self._consumer = make_consumer(
             self._kafka,
             self._kafka.topic(ALERTS),
-            group_id=settings.alerter_consumer_group,
+            group_id=self.group_id,
             read_committed=True,
             max_poll_records=500,
         )
@@ -157,7 +163,7 @@ class AlerterService:
 
     async def _consume(self) -> None:
         assert self._consumer is not None and self._engine is not None
-        group_id = self._settings.alerter_consumer_group
+        group_id = self.group_id
         while True:
             batches = await self._consumer.getmany(timeout_ms=500)
             alerts: list[Alert] = []

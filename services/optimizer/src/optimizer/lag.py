@@ -4,7 +4,10 @@ Ingest lag is the lag of the groups that read ``feedback.events``; the same
 measurement covers the trainer on ``training.batches`` and the alerter on ``alerts``.
 Only this deployment's topics count (``topic_prefix`` + a name from
 :data:`flywheel.topics.ALL_TOPICS`), so test namespaces on the same cluster never leak
-into production numbers.
+into production numbers. Groups are labelled without this deployment's prefix too
+(:meth:`~flywheel.kafka.KafkaConfig.unscoped`: the trainer's group reads
+``flywheel-trainer`` in every deployment); a group named outside the prefix, say an
+external consumer of a Flywheel topic, keeps its name.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ class LagProbe:
             self._admin = None
 
     async def measure(self) -> dict[tuple[str, str], int]:
-        """``{(group, topic without prefix): records behind}`` summed over partitions."""
+        """``{(group, topic), both without prefix: records behind}`` summed over partitions."""
         if self._admin is None or self._consumer is None:
             raise RuntimeError("start() first")
         groups = sorted(g[0] for g in await self._admin.list_consumer_groups())
@@ -74,5 +77,6 @@ class LagProbe:
         lag: dict[tuple[str, str], int] = defaultdict(int)
         for group, offsets in committed.items():
             for tp, offset in offsets.items():
-                lag[(group, self._topics[tp.topic])] += max(0, ends[tp] - offset)
+                label = self._config.unscoped(group)
+                lag[(label, self._topics[tp.topic])] += max(0, ends[tp] - offset)
         return dict(lag)

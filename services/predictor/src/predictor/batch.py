@@ -1,6 +1,6 @@
 """Offline batches: ``predictions.requests`` -> ``predictions.results``.
 
-Replicas share the consumer group ``flywheel-predictor-batch``. Every request gets
+Replicas share one consumer group (``predictor_batch_group_id``). Every request gets
 exactly one result: the predictions, or the refusal with its reason and field (a bad
 request is answered, never dropped). Offsets are committed only after the results
 are acknowledged by Kafka, so a crash re-answers rather than loses a request
@@ -25,11 +25,10 @@ from flywheel.prediction_batches import BatchError, PredictionBatchRequest, Pred
 from flywheel.topics import PREDICTIONS_REQUESTS, PREDICTIONS_RESULTS
 from predictor.serving import Predictor, Refused
 
-__all__ = ["BATCH_GROUP", "BatchPredictions"]
+__all__ = ["BatchPredictions"]
 
 log = logging.getLogger(__name__)
 
-BATCH_GROUP = "flywheel-predictor-batch"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
@@ -48,7 +47,7 @@ class BatchPredictions:
         predictor: Predictor,
         producer: AIOKafkaProducer,
         *,
-        group_id: str = BATCH_GROUP,
+        group_id: str,
     ) -> None:
         self._config = config
         self._predictor = predictor

@@ -31,6 +31,11 @@ class Settings(ServiceSettings):
     # predictions.log is sent from a bounded queue; overflow is counted, never blocks.
     predictor_log_queue_size: int = Field(default=50_000, ge=100, le=10_000_000)
     predictor_batch_requests: bool = True
+    # Consumer group of every replica answering predictions.requests, prefixed with the
+    # topic prefix.
+    predictor_batch_group_id: str = Field(
+        default="flywheel-predictor-batch", pattern=r"^[A-Za-z0-9._-]{1,200}$"
+    )
     predictor_online_features: bool = True
     # Seconds between heartbeats on services.heartbeats (RSS, CPU, request counts).
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)

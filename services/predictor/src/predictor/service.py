@@ -58,7 +58,7 @@ class _Server(uvicorn.Server):
 class PredictorService:
     name = "predictor"
 
-    def __init__(self, settings: Settings, *, batch_group_id: str | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = PredictorMetrics()
         self._kafka = settings.kafka_config(client_id="flywheel-predictor")
@@ -67,7 +67,7 @@ class PredictorService:
             socket_timeout_s=settings.predictor_redis_timeout_ms / 1000,
             key_prefix=settings.redis_key_prefix,
         )
-        self._batch_group_id = batch_group_id
+        self.batch_group_id = self._kafka.scoped(settings.predictor_batch_group_id)
         self._producer: AIOKafkaProducer | None = None
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
@@ -140,8 +140,9 @@ class PredictorService:
             self._online = OnlineFeatureSync(self._kafka, gate, keys, self.metrics)
             await self._online.start()
         if s.predictor_batch_requests:
-            kwargs = {} if self._batch_group_id is None else {"group_id": self._batch_group_id}
-            self._batch = BatchPredictions(self._kafka, predictor, self._producer, **kwargs)
+            self._batch = BatchPredictions(
+                self._kafka, predictor, self._producer, group_id=self.batch_group_id
+            )
             await self._batch.start()
         await self.heartbeat.start()
         # What start-up built (modules, the app, boosters) lives for the whole process.

@@ -21,12 +21,13 @@ class Settings(ServiceSettings):
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)
     ingest_host: str = "127.0.0.1"
     # Consumer group of every stream-ingest replica; partitions are split between them.
+    # Prefixed with the topic prefix.
     ingest_group_id: str = Field(
         default="flywheel.stream-ingest", pattern=r"^[A-Za-z0-9._-]{1,200}$"
     )
-    # Stem of the per-partition transactional ids ("<stem>.<partition>"). It must be the
-    # same for every replica and across restarts: a restarted owner of partition 3 then
-    # reuses "<stem>.3" and fences the zombie that held it.
+    # Stem of the per-partition transactional ids ("<prefix><stem>.<partition>"). It must
+    # be the same for every replica and across restarts: a restarted owner of partition 3
+    # then reuses "<prefix><stem>.3" and fences the zombie that held it.
     ingest_transactional_id: str = Field(
         default="flywheel.stream-ingest", pattern=r"^[A-Za-z0-9._-]{1,200}$"
     )

@@ -73,7 +73,7 @@ class StreamIngest:
         writer = KafkaFlushWriter(
             self._config,
             transactional_id_stem=settings.ingest_transactional_id,
-            group_id=self._group_id,
+            group_id=self.group_id,
             source_topic=self._source_topic,
             batches_topic=self._config.topic(TRAINING_BATCHES),
             dlq_topic=self._config.topic(FEEDBACK_DLQ),
@@ -98,8 +98,9 @@ class StreamIngest:
         )
 
     @property
-    def _group_id(self) -> str:
-        return self.settings.topic_prefix + self.settings.ingest_group_id
+    def group_id(self) -> str:
+        """The consumer group as the broker knows it (scoped by the topic prefix)."""
+        return self._config.scoped(self.settings.ingest_group_id)
 
     async def start(self) -> None:
         try:
@@ -118,7 +119,7 @@ class StreamIngest:
         await self._check_partitions()
         self._consumer = make_consumer(
             self._config,
-            group_id=self._group_id,
+            group_id=self.group_id,
             read_committed=True,
             max_poll_records=self.settings.ingest_max_poll_records,
         )

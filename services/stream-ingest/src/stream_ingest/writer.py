@@ -47,7 +47,7 @@ class KafkaFlushWriter:
         changelog_topic: str,
     ) -> None:
         self._config = config
-        self._stem = config.topic_prefix + transactional_id_stem
+        self._stem = config.scoped(transactional_id_stem)
         self._group_id = group_id
         self._source_topic = source_topic
         self._batches_topic = batches_topic

@@ -18,11 +18,11 @@ class Settings(ServiceSettings):
     # Prefix of every Redis key (the predictor reads the same layout: flywheel.registry).
     redis_key_prefix: str = Field(default="flywheel:", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     # Consumer group of every trainer replica; training.batches partitions (and so
-    # tasks, which are the keys) are split between them.
+    # tasks, which are the keys) are split between them. Prefixed with the topic prefix.
     trainer_group_id: str = Field(default="flywheel-trainer", pattern=r"^[A-Za-z0-9._-]{1,200}$")
-    # Stem of the per-partition transactional ids ("<stem>.<topic>.<partition>"), the
-    # same on every replica and across restarts, so a new owner of a partition fences
-    # the zombie that held it before.
+    # Stem of the per-partition transactional ids
+    # ("<prefix><stem>.training.batches.<partition>"), the same on every replica and
+    # across restarts, so a new owner of a partition fences the zombie that held it.
     trainer_transactional_id: str = Field(
         default="flywheel-trainer", pattern=r"^[A-Za-z0-9._-]{1,200}$"
     )

@@ -87,6 +87,7 @@ class TrainerService:
         )
         self.metrics = metrics or TrainerMetrics()
         self.batches_topic = self.kafka.topic(TRAINING_BATCHES)
+        self.group_id = self.kafka.scoped(settings.trainer_group_id)
         self.catalog = TaskCatalog(self.kafka)
         self.registry = ModelRegistry(self.kafka)
         # A TaskLearner per task, or an EnsembleLearner for a task with an ensemble.
@@ -158,7 +159,7 @@ class TrainerService:
         await rebuild_cache(self.registry, self._cache)
         consumer = make_consumer(
             self.kafka,
-            group_id=self.settings.trainer_group_id,
+            group_id=self.group_id,
             read_committed=True,
             max_poll_records=self.settings.trainer_max_poll_records,
         )
@@ -238,16 +239,19 @@ class TrainerService:
 
     # ---- partition ownership -----------------------------------------------------
 
+    def transactional_id(self, partition: int) -> str:
+        """The transactional id of one training.batches partition: the same on every
+        replica and across restarts, so a new owner fences the one before it."""
+        stem = self.settings.trainer_transactional_id
+        return self.kafka.scoped(f"{stem}.{TRAINING_BATCHES.name}.{partition}")
+
     async def acquire(self, assigned: list[TopicPartition]) -> None:
         async with self._lock:
             self._generation += 1
             new = [tp for tp in assigned if tp not in self._producers]
             for tp in new:
                 producer = make_registry_producer(
-                    self.kafka,
-                    transactional_id=(
-                        f"{self.settings.trainer_transactional_id}.{tp.topic}.{tp.partition}"
-                    ),
+                    self.kafka, transactional_id=self.transactional_id(tp.partition)
                 )
                 await producer.start()  # init_transactions: fences the previous owner
                 self._producers[tp] = producer
@@ -357,7 +361,7 @@ class TrainerService:
                 ]
                 await asyncio.gather(*sends)
                 await producer.send_offsets_to_transaction(
-                    {tp: records[-1].offset + 1}, self.settings.trainer_group_id
+                    {tp: records[-1].offset + 1}, self.group_id
                 )
         except Exception:
             log.exception(
