@@ -88,7 +88,16 @@ class OptimizerCore:
         if detection is None:
             return
         self.metrics.drift.labels(task=judged.task).inc()
-        log.warning("drift detected", extra={"task": judged.task, "detector": detection.detector})
+        # The task and the numbers in the message too: text logs drop the extras.
+        log.warning(
+            "drift detected on %s: error %.3g -> %.3g (%s, model v%d)",
+            judged.task,
+            detection.error_before,
+            detection.error_recent,
+            detection.detector,
+            judged.version,
+            extra={"task": judged.task, "detector": detection.detector},
+        )
         self.book.fire(
             DRIFT_ALERT,
             severity=AlertSeverity.WARNING,
