@@ -17,6 +17,7 @@ Every test under this folder is marked ``integration`` automatically.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -186,21 +187,37 @@ async def topic_factory(kafka_config: KafkaConfig) -> AsyncIterator[TopicFactory
 @pytest.fixture
 async def kafka_namespace(kafka_config: KafkaConfig) -> AsyncIterator[KafkaConfig]:
     """A KafkaConfig with a private ``topic_prefix`` and every Flywheel topic created
-    under it; every topic under the prefix (services' own ones too) is deleted after."""
+    under it; every topic under the prefix (services' own ones too) is deleted after.
+    Services given the prefix use groups and transactional ids of their own too."""
+    async with _namespace(kafka_config) as config:
+        yield config
+
+
+@pytest.fixture
+async def other_kafka_namespace(kafka_config: KafkaConfig) -> AsyncIterator[KafkaConfig]:
+    """A second private namespace, for a second deployment beside ``kafka_namespace``."""
+    async with _namespace(kafka_config) as config:
+        yield config
+
+
+@contextlib.asynccontextmanager
+async def _namespace(kafka_config: KafkaConfig) -> AsyncIterator[KafkaConfig]:
     config = KafkaConfig(
         bootstrap_servers=kafka_config.bootstrap_servers,
         client_id="flywheel-tests",
         topic_prefix=f"t{uuid4().hex[:10]}.",
     )
     await ensure_topics(config, ALL_TOPICS)
-    yield config
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=config.bootstrap_servers, client_id="flywheel-tests"
-    )
-    await admin.start()
     try:
-        mine = [t for t in await admin.list_topics() if t.startswith(config.topic_prefix)]
-        if mine:
-            await admin.delete_topics(mine)
+        yield config
     finally:
-        await admin.close()
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=config.bootstrap_servers, client_id="flywheel-tests"
+        )
+        await admin.start()
+        try:
+            mine = [t for t in await admin.list_topics() if t.startswith(config.topic_prefix)]
+            if mine:
+                await admin.delete_topics(mine)
+        finally:
+            await admin.close()

@@ -163,7 +163,9 @@ async def test_live_accuracy_lag_metrics_and_http(
             TASK,
         )
     # A consumer group that has read nothing of feedback.events: lag = what is there.
-    lagging = make_consumer(ns, group_id=group_id)
+    # It is named like the deployment's own groups (scoped by the prefix) and shows
+    # up without the prefix, like the topic.
+    lagging = make_consumer(ns, group_id=ns.scoped(group_id))
     await lagging.start()
     tps = [TopicPartition(ns.topic(FEEDBACK_EVENTS), p) for p in range(FEEDBACK_EVENTS.partitions)]
     lagging.assign(tps)

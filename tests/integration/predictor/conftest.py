@@ -82,7 +82,7 @@ def publisher(
 
 @pytest.fixture
 async def start_service(
-    kafka_namespace: KafkaConfig, redis_config: RedisConfig, redis_prefix: str, group_id: str
+    kafka_namespace: KafkaConfig, redis_config: RedisConfig, redis_prefix: str
 ) -> AsyncIterator[StartService]:
     started: list[PredictorService] = []
 
@@ -97,7 +97,8 @@ async def start_service(
             startup_timeout_s=30,
             **overrides,
         )
-        service = PredictorService(settings, batch_group_id=group_id)
+        # The batch group follows the namespace's prefix: private to this test.
+        service = PredictorService(settings)
         started.append(service)
         await service.start()
         return service

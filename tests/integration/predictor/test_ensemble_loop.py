@@ -10,7 +10,6 @@ restarted trainer resumes the ensemble where it was.
 from __future__ import annotations
 
 import asyncio
-from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -64,8 +63,6 @@ async def test_an_ensemble_task_is_trained_published_and_served(
         redis_url=redis_config.url,
         redis_key_prefix=redis_prefix,
         trainer_port=0,
-        trainer_group_id=f"trainer-{uuid4().hex[:8]}",
-        trainer_transactional_id=f"trainer-{uuid4().hex[:8]}",
         startup_timeout_s=20,
     )
     trainer = TrainerService(settings)

@@ -9,7 +9,6 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -45,12 +44,11 @@ async def test_two_processes_split_tasks_and_a_sigkill_loses_nothing(
     env = {
         **os.environ,
         "FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        # The default group and transactional ids follow the prefix: private to this test.
         "FLYWHEEL_TOPIC_PREFIX": kafka.topic_prefix,
         "FLYWHEEL_REDIS_URL": redis_config.url,
         "FLYWHEEL_REDIS_KEY_PREFIX": redis_config.key_prefix,
         "FLYWHEEL_TRAINER_PORT": "0",
-        "FLYWHEEL_TRAINER_GROUP_ID": f"trainer-{uuid4().hex[:8]}",
-        "FLYWHEEL_TRAINER_TRANSACTIONAL_ID": f"trainer-{uuid4().hex[:8]}",
         "FLYWHEEL_LOG_LEVEL": "INFO",
     }
     rng = np.random.default_rng(21)

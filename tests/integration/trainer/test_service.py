@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from uuid import uuid4
 
 import httpx
 import numpy as np
@@ -32,8 +31,6 @@ def _settings(kafka: KafkaConfig, redis_config: RedisConfig) -> Settings:
         redis_url=redis_config.url,
         redis_key_prefix=redis_config.key_prefix,
         trainer_port=0,
-        trainer_group_id=f"trainer-{uuid4().hex[:8]}",
-        trainer_transactional_id=f"trainer-{uuid4().hex[:8]}",
         startup_timeout_s=20,
         heartbeat_interval_s=0.5,
     )
