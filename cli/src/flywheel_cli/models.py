@@ -4,6 +4,10 @@ Everything is read from the compacted ``models.registry`` topic (the source of t
 ``promote`` and ``rollback`` append a :class:`ChampionChange` there, announce the new
 champion on ``models.published`` and update the Redis model cache; the trainer adopts
 the new champion before its next update. Every verb takes ``--json``.
+
+``list``, ``show`` and ``history`` also read the ``tasks`` topic to mark a deleted
+task (``flywheel tasks delete``): its history stays in the registry, predictors no
+longer serve it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from flywheel.compacted import CompactedReader
 from flywheel.errors import ModelError
 from flywheel.events import ModelVersion
 from flywheel.kafka import KafkaConfig, wait_for_kafka
@@ -27,6 +32,7 @@ from flywheel.registry import (
     champion_change,
     publish_registry_records,
 )
+from flywheel.topics import TASKS
 from flywheel_cli.config import StackConfig
 
 __all__ = ["change_champion", "describe_task", "register", "task_history", "task_summaries"]
@@ -83,7 +89,9 @@ def _live(view: RegistryView, task: str) -> dict[str, float]:
     return dict(versions[-1].metrics) if versions else {}
 
 
-def task_summaries(view: RegistryView) -> list[dict[str, Any]]:
+def task_summaries(
+    view: RegistryView, deleted: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     out = []
     for task in view.tasks():
         versions = view.versions(task)
@@ -91,6 +99,7 @@ def task_summaries(view: RegistryView) -> list[dict[str, Any]]:
         out.append(
             {
                 "task": task,
+                "deleted": task in deleted,
                 "champion": view.champion_version(task),
                 "latest_version": versions[-1].version if versions else None,
                 "versions_kept": len(versions),
@@ -101,7 +110,9 @@ def task_summaries(view: RegistryView) -> list[dict[str, Any]]:
     return out
 
 
-def describe_task(view: RegistryView, task: str) -> dict[str, Any]:
+def describe_task(
+    view: RegistryView, task: str, deleted: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     versions = view.versions(task)
     if not versions and not view.history(task):
         raise ModelError(f"no models for task {task!r} in models.registry")
@@ -109,6 +120,7 @@ def describe_task(view: RegistryView, task: str) -> dict[str, Any]:
     latest = versions[-1] if versions else None
     return {
         "task": task,
+        "deleted": task in deleted,
         "events_trained": latest.events_trained if latest else 0,
         "live_metrics": _live(view, task),
         "champion": None if champion is None else _version_summary(champion),
@@ -202,6 +214,30 @@ async def _view(kafka: KafkaConfig) -> ModelRegistry:
     return registry
 
 
+async def deleted_tasks(kafka: KafkaConfig) -> frozenset[str]:
+    """Tasks whose latest ``tasks`` record is a tombstone (deleted, not re-applied)."""
+    deleted: set[str] = set()
+
+    def on_record(key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        if value is None:
+            deleted.add(key.decode("utf-8", "replace"))
+        else:
+            deleted.discard(key.decode("utf-8", "replace"))
+
+    reader = CompactedReader(kafka, kafka.topic(TASKS), on_record)
+    try:
+        await reader.load()
+    finally:
+        await reader.stop()
+    return frozenset(deleted)
+
+
+async def _view_and_deleted(kafka: KafkaConfig) -> tuple[ModelRegistry, frozenset[str]]:
+    return await _view(kafka), await deleted_tasks(kafka)
+
+
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> int:
     print(json.dumps(payload, indent=2, default=str) if args.json else text)
     return 0
@@ -212,30 +248,33 @@ def _metrics_text(metrics: dict[str, float]) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    rows = task_summaries(asyncio.run(_view(_configs()[0])))
+    rows = task_summaries(*asyncio.run(_view_and_deleted(_configs()[0])))
     lines = [f"{'TASK':<40} {'CHAMPION':>8} {'LATEST':>6} {'EVENTS':>10}  LIVE METRICS"]
     for r in rows:
+        name = f"{r['task']} (deleted)" if r["deleted"] else r["task"]
         lines.append(
-            f"{r['task']:<40} {r['champion'] or '-':>8} {r['latest_version'] or '-':>6} "
+            f"{name:<40} {r['champion'] or '-':>8} {r['latest_version'] or '-':>6} "
             f"{r['events_trained']:>10}  {_metrics_text(r['metrics'])}"
         )
     return _emit(args, rows, "\n".join(lines) if rows else "no models yet")
 
 
 def _show(args: argparse.Namespace) -> int:
-    info = describe_task(asyncio.run(_view(_configs()[0])), args.task)
+    view, deleted = asyncio.run(_view_and_deleted(_configs()[0]))
+    info = describe_task(view, args.task, deleted)
     champion = info["champion"] or {}
-    text = "\n".join(
-        [
-            f"task:            {info['task']}",
-            f"champion:        v{champion.get('version', '-')} ({champion.get('strategy', '-')}, "
-            f"{champion.get('trees', '-')} trees, calibration {champion.get('calibration', '-')})",
-            f"latest version:  v{(info['latest'] or {}).get('version', '-')}",
-            f"events_trained:  {info['events_trained']}",
-            f"live metrics:    {_metrics_text(info['live_metrics'])}",
-            f"features:        {', '.join(info['features'])}",
-        ]
-    )
+    lines = [
+        f"task:            {info['task']}",
+        f"champion:        v{champion.get('version', '-')} ({champion.get('strategy', '-')}, "
+        f"{champion.get('trees', '-')} trees, calibration {champion.get('calibration', '-')})",
+        f"latest version:  v{(info['latest'] or {}).get('version', '-')}",
+        f"events_trained:  {info['events_trained']}",
+        f"live metrics:    {_metrics_text(info['live_metrics'])}",
+        f"features:        {', '.join(info['features'])}",
+    ]
+    if info["deleted"]:
+        lines.insert(1, "status:          deleted (not served; the registry keeps its history)")
+    text = "\n".join(lines)
     return _emit(args, info, text)
 
 

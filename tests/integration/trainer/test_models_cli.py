@@ -10,6 +10,7 @@ from uuid import uuid4
 import numpy as np
 import pytest
 
+from flywheel.catalog import delete_task
 from flywheel.kafka import KafkaConfig, ensure_topics, wait_for_kafka
 from flywheel.redis import RedisConfig, connect_redis
 from flywheel.registry import ModelCache, champion_change, publish_registry_records
@@ -63,6 +64,7 @@ def test_list_show_history_promote_rollback(
     assert listing == [
         {
             "task": "test.task",
+            "deleted": False,
             "champion": 3,
             "latest_version": 3,
             "versions_kept": 3,
@@ -108,3 +110,13 @@ def test_list_show_history_promote_rollback(
     assert main(["models", "promote", "test.task", "99"]) == 1
     assert "not in models.registry" in capsys.readouterr().err
     assert main(["models", "show", "no.such.task"]) == 1
+    capsys.readouterr()
+
+    # A deleted task keeps its history and is marked as deleted.
+    asyncio.run(delete_task(kafka, "test.task"))
+    assert _run(capsys, "list")[0]["deleted"] is True  # type: ignore[index]
+    assert _run(capsys, "show", "test.task")["deleted"] is True  # type: ignore[index]
+    history = _run(capsys, "history", "test.task")
+    assert [v["version"] for v in history["versions"]] == [1, 2, 3]  # type: ignore[index]
+    assert main(["models", "show", "test.task"]) == 0
+    assert "status:          deleted" in capsys.readouterr().out
