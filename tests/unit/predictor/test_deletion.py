@@ -169,3 +169,15 @@ async def test_an_online_feature_tombstone_deletes_the_entity() -> None:
         [_Record(b"demo.task:u:1", None), _Record(b"demo.task:u:1", serde.encode(kept))]
     )
     assert await predictor.entities.get(TASK, "u:1") == {"retries": 2.0}
+
+
+async def test_redis_coming_back_forgets_retired_tasks_again() -> None:
+    # Redis was down at the deletion, or came back empty and was rebuilt from the
+    # registry (deleted tasks included): the keys are removed once it answers.
+    _, _, source, watch = await _served()
+    watch.apply(TASK.encode(), None)
+    await watch.handle_pending()
+    source.champion[TASK] = 1  # rebuilt into Redis
+    watch.on_redis_back()
+    assert await watch.handle_pending() == 1
+    assert source.forgotten == [TASK, TASK] and TASK not in source.champion
