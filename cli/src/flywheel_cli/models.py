@@ -152,6 +152,10 @@ async def change_champion(
     reason: str,
 ) -> dict[str, Any]:
     """Promote ``version`` (or roll back to the previous champion); return the change."""
+    if task in await deleted_tasks(kafka):
+        # Predictors ignore champions of a deleted task; the change would only
+        # write its model back into Redis.
+        raise ModelError(f"task {task!r} was deleted; apply it again (flywheel tasks apply) first")
     registry = ModelRegistry(kafka)
     await registry.start(follow=False)
     try:

@@ -120,3 +120,5 @@ def test_list_show_history_promote_rollback(
     assert [v["version"] for v in history["versions"]] == [1, 2, 3]  # type: ignore[index]
     assert main(["models", "show", "test.task"]) == 0
     assert "status:          deleted" in capsys.readouterr().out
+    assert main(["models", "rollback", "test.task"]) == 1
+    assert "was deleted" in capsys.readouterr().err
