@@ -5,7 +5,8 @@
 
 For judging a hot-path change on a shared machine: both predictors (the earlier one
 is the ``services/predictor`` package of ``--before``, extracted with ``git archive``;
-everything else is the checkout's), and the HTTP floor, serve the benchmark's model
+everything else is the checkout's; ``--after <rev>`` takes the other side from a
+revision too instead of the working tree), and the HTTP floor, serve the benchmark's model
 (bench/predictor_vs_mlserver.py: same model, same bodies, same open-loop load
 generator). Every repetition drives floor, before and after in turn at each rate, so
 all three see the same neighbours; the load average is recorded with every run.
@@ -60,28 +61,41 @@ def extract(rev: str, into: Path) -> Path:
     return into / PACKAGE
 
 
+def _short(rev: str) -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, check=True
+    )
+    return done.stdout.decode().strip()
+
+
+def _start_at(version: Any, workdir: Path, source: Path | None) -> tuple[Any, int, Any]:
+    """start_flywheel, with ``source`` (a predictor package) first on PYTHONPATH."""
+    if source is None:
+        return start_flywheel(version, workdir)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(source)
+    try:
+        return start_flywheel(version, workdir)
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", required=True, help="git revision to compare against")
+    parser.add_argument(
+        "--after", help="git revision to measure instead of the working tree (default: it)"
+    )
     parser.add_argument("--rates", default="500", help="comma-separated req/s (single row)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per point")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    before_rev = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", args.before], cwd=ROOT, capture_output=True, check=True
-        )
-        .stdout.decode()
-        .strip()
-    )
-    after_rev = (
-        subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=True
-        )
-        .stdout.decode()
-        .strip()
-    )
+    before_rev = _short(args.before)
+    after_rev = _short(args.after) if args.after else f"{_short('HEAD')} + working tree"
     version, rows = train()
     bodies = [flywheel_body(rows[i : i + 1]) for i in range(500)]
     path = f"/v1/tasks/{TASK}/predict"
@@ -91,22 +105,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as tmp:
         work = Path(tmp)
         try:
-            (work / "after").mkdir()
-            after, after_port, namespace = start_flywheel(version, work / "after")
-            processes.append(after)
-            namespaces.append(namespace)
-            (work / "before").mkdir()
-            old = os.environ.get("PYTHONPATH")
-            os.environ["PYTHONPATH"] = str(extract(args.before, work / "src"))
-            try:
-                before, before_port, namespace = start_flywheel(version, work / "before")
-            finally:
-                if old is None:
-                    del os.environ["PYTHONPATH"]
-                else:
-                    os.environ["PYTHONPATH"] = old
-            processes.append(before)
-            namespaces.append(namespace)
+            started = {}
+            for name, rev in (("after", args.after), ("before", args.before)):
+                (work / name).mkdir()
+                source = None if rev is None else extract(rev, work / f"{name}-src")
+                process, port, namespace = _start_at(version, work / name, source)
+                processes.append(process)
+                namespaces.append(namespace)
+                started[name] = (process, port)
+            (before, before_port), (after, after_port) = started["before"], started["after"]
             floor, floor_port = start_floor()
             processes.append(floor)
             servers = {
