@@ -64,21 +64,23 @@ class SingleRowScorer:
         )
         self._handle = handle
         weakref.finalize(self, _free, handle)
+        # Input and output buffers (and the ctypes views of them) made once: building
+        # them per call would cost more than the library call itself.
+        self._row = np.empty(self._width, dtype=np.float64)
+        self._row_ptr = self._row.ctypes.data_as(ctypes.c_void_p)
         self._out = np.empty(booster.num_model_per_iteration(), dtype=np.float64)
         self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._out_len = ctypes.c_int64()
+        self._out_len_ref = ctypes.byref(self._out_len)
 
     def scores(self, matrix: Matrix) -> Matrix:
         """The model's output for a 1-row ``matrix``: shape (1,) or (1, classes)."""
-        row = np.ascontiguousarray(matrix[0], dtype=np.float64)
-        if row.shape != (self._width,):
+        if matrix.shape != (1, self._width):
             raise ValueError(f"expected one row of {self._width} features, got {matrix.shape}")
+        self._row[:] = matrix[0]
         basic._safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFast(
-                self._handle,
-                row.ctypes.data_as(ctypes.c_void_p),
-                ctypes.byref(self._out_len),
-                self._out_ptr,
+                self._handle, self._row_ptr, self._out_len_ref, self._out_ptr
             )
         )
         out = self._out.copy()
