@@ -6,10 +6,10 @@ the answer, observe the outcome, ``publish_feedback`` carrying the ``prediction_
 The outcome comes from the scenario's ground truth, which changes at the drift point.
 
 Each service's world changes at a fixed moment: the midpoint plus the service's
-``drift_offset_s`` (the demo staggers the three by a second and a half, so the chart
-shows them apart). Nothing is timed to the champions' life cycle: the optimizer keeps a
-task's drift detector across routine promotions, so a change anywhere between two
-champion swaps is judged against the history before it.
+``drift_offset_s`` (the demo staggers the three by 3 s: apart in the chart, and at
+different points of a champion's life). Nothing is timed to the champions: the
+optimizer keeps a task's drift detector across routine promotions, so a change anywhere
+between two champion swaps is judged against the history before it.
 """
 
 from __future__ import annotations
