@@ -47,15 +47,16 @@ def test_detection_carries_its_evidence() -> None:
     assert detection.error_recent > detection.error_before
 
 
-def gradual_drift(watch: DriftWatch, *, restart_each_champion: bool, seed: int) -> list[float]:
+def gradual_drift(kind: str, *, restart_each_champion: bool, seed: int) -> list[float]:
     """Four champions at 5 % errors, then each champion's stretch 4 points worse (up to
     40 %), 150 labels per champion: no single stretch holds a change. Stops at the
     first detection (the next champion would answer it)."""
     rng = random.Random(seed)
     detections: list[float] = []
+    watch = DriftWatch(detector=kind, ph_threshold=20.0)  # type: ignore[arg-type]
     for stretch in range(12):
         if restart_each_champion:
-            watch = DriftWatch(detector=watch._kind, ph_threshold=20.0)
+            watch = DriftWatch(detector=kind, ph_threshold=20.0)  # type: ignore[arg-type]
         else:
             assert not watch.promoted("t")  # routine: nothing open, nothing restarted
         rate = 0.05 if stretch < 4 else min(0.05 + 0.04 * (stretch - 3), 0.4)
@@ -68,19 +69,11 @@ def gradual_drift(watch: DriftWatch, *, restart_each_champion: bool, seed: int) 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_drift_spread_over_several_champions_is_detected(kind: str, seed: int) -> None:
-    kept = gradual_drift(
-        DriftWatch(detector=kind, ph_threshold=20.0),  # type: ignore[arg-type]
-        restart_each_champion=False,
-        seed=seed,
-    )
+    kept = gradual_drift(kind, restart_each_champion=False, seed=seed)
     assert kept, "a drift over several champions went unnoticed"
     assert kept[0] >= 4 * 150  # not before the error started to rise
     # What the optimizer did before: a detector restarted with every champion never sees it.
-    restarted = gradual_drift(
-        DriftWatch(detector=kind, ph_threshold=20.0),  # type: ignore[arg-type]
-        restart_each_champion=True,
-        seed=seed,
-    )
+    restarted = gradual_drift(kind, restart_each_champion=True, seed=seed)
     assert restarted == []
 
 
