@@ -42,17 +42,22 @@ __all__ = ["PredictorAPI", "create_app"]
 
 TaskPath = Annotated[str, Path(pattern=TASK_NAME_PATTERN, max_length=128)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        401: "No or unknown API key",
-        403: "The API key is not scoped to this task",
-        404: "No model is served for this task yet",
-        413: "The request body is too large",
-        422: "A feature is missing, unexpected or of the wrong type (named in `field`)",
-        503: "Online features were asked for while Redis is down",
-    }.items()
+_ERROR_TEXT: dict[int, str] = {
+    401: "No or unknown API key",
+    403: "The API key is not scoped to this task",
+    404: "No model is served for this task yet (`reason: no_model`), or the task was "
+    "deleted (`reason: task_deleted`)",
+    413: "The request body is too large",
+    422: "A feature is missing, unexpected or of the wrong type (named in `field`)",
+    503: "The predictor is still loading champions (`reason: starting`; try another "
+    "replica), or online features were asked for while Redis is down",
 }
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    # Each route documents only the errors it can answer, so clients and generated
+    # stubs do not handle statuses that never come.
+    return {code: {"model": ErrorBody, "description": _ERROR_TEXT[code]} for code in codes}
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -142,7 +147,7 @@ def create_app(predictor: Predictor) -> PredictorAPI:
     @app.post(
         PREDICT_PATH,
         response_model=Prediction | PredictionRows,
-        responses=_ERRORS,
+        responses=_errors(401, 403, 404, 413, 422, 503),
         summary="Score one row (features) or many (rows)",
         openapi_extra={"requestBody": PREDICT_REQUEST_BODY, "parameters": PREDICT_PARAMETERS},
     )
@@ -159,7 +164,7 @@ def create_app(predictor: Predictor) -> PredictorAPI:
     )
     app.predict_endpoint = endpoint
 
-    @app.get("/v1/tasks", response_model=list[TaskSummary], responses=_ERRORS)
+    @app.get("/v1/tasks", response_model=list[TaskSummary], responses=_errors(401))
     async def list_tasks(request: Request) -> Response:
         tasks = predictor.store.tasks()
         if predictor.keyring.enabled:
@@ -167,7 +172,9 @@ def create_app(predictor: Predictor) -> PredictorAPI:
         models = [predictor.store.get(name) for name in tasks]
         return _json([_summary(m) for m in models if m is not None])
 
-    @app.get("/v1/tasks/{task}", response_model=TaskDetail, responses=_ERRORS)
+    @app.get(
+        "/v1/tasks/{task}", response_model=TaskDetail, responses=_errors(401, 403, 404, 422, 503)
+    )
     async def show_task(task: TaskPath, request: Request) -> Response:
         return _json(_detail(predictor.model_for(task, _api_key(request))))
 
