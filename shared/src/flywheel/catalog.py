@@ -16,20 +16,31 @@ log = logging.getLogger(__name__)
 
 
 class TaskCatalog:
-    """An in-memory view of the ``tasks`` topic, optionally kept current in the background."""
+    """An in-memory view of the ``tasks`` topic, optionally kept current in the background.
+
+    A deleted task (its latest record is a tombstone, ``flywheel tasks delete``) is not
+    in the catalog, but :meth:`is_deleted` tells it apart from a task never applied:
+    services that act on models already in the registry (the trainer's Redis cache)
+    skip deleted tasks, as the predictor does. Once Kafka compacts the tombstone away
+    (``delete.retention.ms``) the task is merely unknown.
+    """
 
     def __init__(self, config: KafkaConfig) -> None:
         self._tasks: dict[str, TaskDefinition] = {}
-        self._reader = CompactedReader(config, config.topic(TASKS), self._on_record)
+        self._deleted: set[str] = set()
+        self._reader = CompactedReader(config, config.topic(TASKS), self.apply)
 
-    def _on_record(self, key: bytes | None, value: bytes | None) -> None:
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one ``tasks`` record; ``value`` None is a tombstone."""
         if key is None:
             return
         name = key.decode("utf-8")
         if value is None:
             self._tasks.pop(name, None)
+            self._deleted.add(name)
             return
         self._tasks[name] = serde.decode(TaskDefinition, value, max_bytes=1_000_000)
+        self._deleted.discard(name)
 
     async def start(self, *, follow: bool = True) -> None:
         count = await self._reader.load()
@@ -49,9 +60,18 @@ class TaskCatalog:
     def all(self) -> list[TaskDefinition]:
         return sorted(self._tasks.values(), key=lambda t: t.name)
 
+    def is_deleted(self, name: str) -> bool:
+        """Whether ``name`` was deleted and not applied again since."""
+        return name in self._deleted
+
+    def deleted(self) -> frozenset[str]:
+        """Every task deleted and not applied again since."""
+        return frozenset(self._deleted)
+
     def put(self, task: TaskDefinition) -> None:
         """Add a task locally (tests and the CLI's dry runs); production reads the topic."""
         self._tasks[task.name] = task
+        self._deleted.discard(task.name)
 
 
 async def apply_tasks(config: KafkaConfig, tasks: list[TaskDefinition]) -> None:

@@ -33,12 +33,14 @@ API (small on purpose; the predictor, trainer and CLI all use it):
 
   ``load`` re-checks the sha256 and raises :class:`ModelIntegrityError` on a mismatch.
 * :func:`rebuild_cache` - write every task's champion from the registry into Redis
-  (used at start-up and after Redis was flushed).
+  (used at start-up and after Redis was flushed), except those of ``skip`` (the
+  trainer passes the catalog's deleted tasks).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -339,14 +341,23 @@ class ModelCache:
         return None if number is None else await self.load(task, number)
 
 
-async def rebuild_cache(view: RegistryView, cache: ModelCache) -> int:
-    """Write every task's champion from ``view`` into ``cache``; return how many."""
-    written = 0
+async def rebuild_cache(
+    view: RegistryView, cache: ModelCache, *, skip: Container[str] = frozenset()
+) -> int:
+    """Write every task's champion from ``view`` into ``cache``, but those of tasks in
+    ``skip`` (deleted ones: writing them back would undo the predictor's cleanup);
+    return how many were written."""
+    written = skipped = 0
     for task in view.tasks():
         champion = view.champion(task)
         if champion is None:
             continue
+        if task in skip:
+            skipped += 1
+            continue
         await cache.set_champion(champion)
         written += 1
-    log.info("model cache rebuilt from the registry", extra={"champions": written})
+    log.info(
+        "model cache rebuilt from the registry", extra={"champions": written, "skipped": skipped}
+    )
     return written

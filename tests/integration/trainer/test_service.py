@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from flywheel.catalog import apply_tasks
+from flywheel.catalog import apply_tasks, delete_task
 from flywheel.kafka import KafkaConfig, make_producer
 from flywheel.redis import RedisConfig
 from flywheel.registry import ModelCache
@@ -19,7 +19,12 @@ from trainer.config import Settings
 from trainer.service import TrainerService
 
 from ...unit.trainer.streams import make_batch, make_task
-from .helpers import publish_batches, read_announcements, wait_for_events_trained
+from .helpers import (
+    publish_batches,
+    read_announcements,
+    registry_snapshot,
+    wait_for_events_trained,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +105,32 @@ async def test_batches_become_versions_champions_and_cached_models(
         await restarted.stop()
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
+
+    # Deleted: the predictors removed its Redis keys, and a restarted trainer leaves
+    # them out; a batch still in training.batches is dead-lettered, not learned.
+    await delete_task(kafka, task.name)
+    keys = [k async for k in redis_client.scan_iter(match=redis_config.key_prefix + "*")]
+    await redis_client.delete(*keys)
+    cache = ModelCache(redis_client, key_prefix=redis_config.key_prefix)
+    versions_before = len(registry.versions(task.name))
+    after_delete = TrainerService(settings)
+    await after_delete.start()
+    runner = asyncio.create_task(after_delete.run())
+    try:
+        assert await cache.champion_version(task.name) is None
+        await publish_batches(kafka, [make_batch(rng, 7, 200)])
+        deadline = asyncio.get_running_loop().time() + 20
+        while after_delete.batches_total < 1 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+        assert after_delete.batches_total == after_delete.batch_errors_total == 1
+    finally:
+        await after_delete.stop()
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    registry = await registry_snapshot(kafka)
+    assert len(registry.versions(task.name)) == versions_before
+    assert registry.versions(task.name)[-1].events_trained == 1_400
+    assert [k async for k in redis_client.scan_iter(match=redis_config.key_prefix + "*")] == []
 
 
 async def _publish_broken_batch(kafka: KafkaConfig, task: str) -> None:

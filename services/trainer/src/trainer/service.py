@@ -155,8 +155,9 @@ class TrainerService:
         self._cache = ModelCache(self._redis, key_prefix=self.redis_config.key_prefix)
         await self.catalog.start(follow=True)
         await self.registry.start(follow=False)
-        # Redis is a cache: whatever it lost (flush, restart) comes back from Kafka.
-        await rebuild_cache(self.registry, self._cache)
+        # Redis is a cache: whatever it lost (flush, restart) comes back from Kafka. Not
+        # for deleted tasks: the predictors removed their keys and would only do it again.
+        await rebuild_cache(self.registry, self._cache, skip=self.catalog.deleted())
         consumer = make_consumer(
             self.kafka,
             group_id=self.group_id,
@@ -322,7 +323,11 @@ class TrainerService:
         alerts_topic = self.kafka.topic(ALERTS)
         for task_name, pairs in by_task.items():
             definition = self.catalog.get(task_name)
-            assert definition is not None  # _decode checked it
+            if definition is None:
+                # Deleted while another record of this poll waited for its task.
+                outgoing += [self._unknown_task(record, task_name) for record, _ in pairs]
+                refused += len(pairs)
+                continue
             self._tasks_of[tp].add(task_name)
             learner = self._learner(definition)
             merged = merge_batches([batch for _, batch in pairs])
@@ -396,16 +401,25 @@ class TrainerService:
             outgoing.append(dead_letter(self.kafka, record, exc.reason, str(exc), exc.field))
             self.metrics.dead_letters.labels(exc.reason).inc()
             return None
-        if batch.task not in self.catalog:
+        if batch.task not in self.catalog and not self.catalog.is_deleted(batch.task):
             # The catalog follows the tasks topic; give a just-applied task a moment.
             await asyncio.sleep(1.0)
         if batch.task not in self.catalog:
-            outgoing.append(
-                dead_letter(self.kafka, record, "unknown_task", f"unknown task {batch.task!r}")
-            )
-            self.metrics.dead_letters.labels("unknown_task").inc()
+            outgoing.append(self._unknown_task(record, batch.task))
             return None
         return batch
+
+    def _unknown_task(self, record: ConsumerRecord, task: str) -> Outgoing:
+        """The dead letter of a batch whose task is not (or no longer) in the catalog.
+
+        A deleted task's batches (already in training.batches when it was deleted) are
+        refused like any unknown task's, as stream-ingest refuses its events, so no new
+        version of it is written or cached.
+        """
+        deleted = self.catalog.is_deleted(task)
+        error = f"task {task!r} was deleted" if deleted else f"unknown task {task!r}"
+        self.metrics.dead_letters.labels("unknown_task").inc()
+        return dead_letter(self.kafka, record, "unknown_task", error)
 
     def _learner(self, definition: TaskDefinition) -> Learner:
         name = definition.name
@@ -455,7 +469,9 @@ class TrainerService:
                 self.metrics.promotions.labels(task, "promotion").inc()
                 self.metrics.champion_version.labels(task).set(report.promotion.version)
                 self._trained_through.pop((task, report.promotion.version), None)
-                if cache is not None:
+                # A task deleted since its batch was decoded keeps its version in the
+                # registry (history) but not in Redis, where the predictors removed it.
+                if cache is not None and not self.catalog.is_deleted(task):
                     await _cache_champion(cache, learner.champion.record)
             # Only the pending challenger's entry can still be needed.
             stale = [
