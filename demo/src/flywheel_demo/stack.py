@@ -8,7 +8,8 @@ demo runs a private copy of the five services on free ports, in its own namespac
 * topics under ``demo-<run>.`` (deleted at the end), Redis keys under
   ``flywheel:demo-<run>:`` (deleted at the end);
 * consumer groups and transactional ids of its own, so the shared services are never
-  rebalanced or fenced by the demo's;
+  rebalanced or fenced by the demo's: every service scopes them by the topic prefix
+  (``KafkaConfig.scoped``), e.g. ``demo-<run>.flywheel-trainer``;
 * the shared Kafka and Redis when they answer; otherwise ``flywheel stack up`` starts
   them (only them: the demo brings its own services) and they are stopped again at
   the end, like ``make test`` does.
@@ -49,23 +50,14 @@ def free_port() -> int:
 
 
 def service_settings(run_id: str, alerter_config: Path) -> dict[str, str]:
-    """Settings of the demo's services beyond ports and endpoints.
+    """Settings of the demo's services beyond ports, endpoints and the topic prefix.
 
-    Names that are not namespaced by the topic prefix (consumer groups, stream-ingest's
-    transactional ids) get the run id, or a demo service would join the shared one's
-    group or fence its producers.
+    No consumer group or transactional id: the services scope their defaults by the
+    topic prefix (``demo-<run>.``), so they never meet the shared stack's.
     """
-    tag = f"demo-{run_id}"
     return {
-        "FLYWHEEL_REDIS_KEY_PREFIX": f"flywheel:{tag}:",
-        "FLYWHEEL_INGEST_GROUP_ID": f"{tag}.stream-ingest",
-        "FLYWHEEL_INGEST_TRANSACTIONAL_ID": f"{tag}.stream-ingest",
-        "FLYWHEEL_TRAINER_GROUP_ID": f"{tag}.trainer",
-        "FLYWHEEL_TRAINER_TRANSACTIONAL_ID": f"{tag}.trainer",
-        "FLYWHEEL_ALERTER_CONSUMER_GROUP": f"{tag}.alerter",
+        "FLYWHEEL_REDIS_KEY_PREFIX": f"flywheel:demo-{run_id}:",
         "FLYWHEEL_ALERTER_CONFIG_FILE": str(alerter_config),
-        # Offline batches use a fixed consumer group; the demo does not need them.
-        "FLYWHEEL_PREDICTOR_BATCH_REQUESTS": "false",
         # Consult the prediction cache for every row, so its hit rate shows (the
         # default skips it for models cheaper to score than a Redis round trip).
         "FLYWHEEL_PREDICTOR_CACHE_MIN_ROW_COST_US": "0",

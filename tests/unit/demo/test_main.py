@@ -6,8 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from alerter.config import Settings as AlerterSettings
+from alerter.service import AlerterService
 from flywheel_demo.__main__ import parse_args
 from flywheel_demo.stack import DemoStack, service_settings
+from predictor.config import Settings as PredictorSettings
+from predictor.service import PredictorService
+from stream_ingest.config import Settings as IngestSettings
+from stream_ingest.service import StreamIngest
+from tests.unit.alerter.conftest import simple_config
+from trainer.config import Settings as TrainerSettings
+from trainer.service import TrainerService
 
 
 def test_defaults_fit_the_three_minute_budget() -> None:
@@ -45,24 +54,31 @@ def test_bad_values_are_refused_naming_the_flag(
 
 
 def test_demo_services_never_share_groups_or_transactional_ids_with_the_stack(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = service_settings("r1", tmp_path / "alerter.yaml")
-    shared_defaults = {"flywheel.stream-ingest", "flywheel-trainer", "flywheel-alerter"}
-    names = [
-        settings[key]
-        for key in (
-            "FLYWHEEL_INGEST_GROUP_ID",
-            "FLYWHEEL_INGEST_TRANSACTIONAL_ID",
-            "FLYWHEEL_TRAINER_GROUP_ID",
-            "FLYWHEEL_TRAINER_TRANSACTIONAL_ID",
-            "FLYWHEEL_ALERTER_CONSUMER_GROUP",
-        )
-    ]
-    assert all("demo-r1" in name for name in names)
-    assert not shared_defaults & set(names)
+    # The services scope their own names by the topic prefix; a per-run name set here
+    # as well would come out prefixed twice (demo-r1.demo-r1.trainer).
+    assert not [k for k in settings if "GROUP" in k or "TRANSACTIONAL" in k]
     assert settings["FLYWHEEL_REDIS_KEY_PREFIX"] == "flywheel:demo-r1:"
-    assert settings["FLYWHEEL_PREDICTOR_BATCH_REQUESTS"] == "false"  # fixed group id otherwise
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("FLYWHEEL_TOPIC_PREFIX", DemoStack("r1", tmp_path, tmp_path).topic_prefix)
+    trainer = TrainerService(TrainerSettings())
+    names = [
+        StreamIngest(IngestSettings(), serve_http=False).group_id,
+        trainer.group_id,
+        trainer.transactional_id(0),
+        AlerterService(AlerterSettings(), simple_config()).group_id,
+        PredictorService(PredictorSettings()).batch_group_id,
+    ]
+    assert names == [
+        "demo-r1.flywheel.stream-ingest",
+        "demo-r1.flywheel-trainer",
+        "demo-r1.flywheel-trainer.training.batches.0",
+        "demo-r1.flywheel-alerter",
+        "demo-r1.flywheel-predictor-batch",
+    ]
 
 
 def test_the_demo_namespace(tmp_path: Path) -> None:
