@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from flywheel.errors import DependencyUnavailable
 
-__all__ = ["RedisConfig", "connect_redis", "wait_for_redis"]
+__all__ = ["RedisClient", "RedisConfig", "connect_redis", "wait_for_redis"]
+
+# Every Flywheel key command works on both: multi-key commands either stay in one
+# hash slot (a task's model keys, see ModelCache) or go through a non-transactional
+# pipeline, which the cluster client splits by node.
+RedisClient: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,16 +24,22 @@ class RedisConfig:
     url: str = "redis://127.0.0.1:16379/0"
     socket_timeout_s: float = 1.0
     key_prefix: str = "flywheel:"
+    # ``url`` names one node of a Redis Cluster: the client discovers the others
+    # and routes each key to the node owning its slot.
+    cluster: bool = False
 
 
-def connect_redis(config: RedisConfig) -> aioredis.Redis:
+def connect_redis(config: RedisConfig) -> RedisClient:
     """A client for ``config.url``; it connects lazily on the first command."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
-        config.url,
-        socket_timeout=config.socket_timeout_s,
-        socket_connect_timeout=config.socket_timeout_s,
-        decode_responses=False,
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": config.socket_timeout_s,
+        "socket_connect_timeout": config.socket_timeout_s,
+        "decode_responses": False,
+    }
+    if config.cluster:
+        cluster: aioredis.RedisCluster = aioredis.RedisCluster.from_url(config.url, **options)
+        return cluster
+    client: aioredis.Redis = aioredis.Redis.from_url(config.url, **options)
     return client
 
 

@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from flywheel import serde
@@ -53,6 +52,7 @@ from flywheel.compacted import CompactedReader
 from flywheel.errors import ModelIntegrityError, SerdeError
 from flywheel.events import ChampionChange, ModelPublished, ModelVersion, utc_now
 from flywheel.kafka import KafkaConfig, make_producer
+from flywheel.redis import RedisClient
 from flywheel.topics import MODELS_PUBLISHED, MODELS_REGISTRY
 
 __all__ = [
@@ -281,17 +281,60 @@ def announcement(
 
 
 class ModelCache:
-    """Champion models in Redis (a cache: :func:`rebuild_cache` restores it from Kafka)."""
+    """Champion models in Redis (a cache: :func:`rebuild_cache` restores it from Kafka).
 
-    def __init__(self, client: aioredis.Redis, *, key_prefix: str = "flywheel:") -> None:
+    The task is a hash tag (``{prefix}model:{<task>}:{version}``,
+    ``{prefix}champion:{<task>}``): on a Redis Cluster all of a task's keys share one
+    slot, so :meth:`set_champion`'s MULTI/EXEC and :meth:`forget`'s DEL stay on one
+    node, while different tasks still spread over the nodes. Keys of the layout before
+    the tags (``{prefix}champion:<task>``) are never read again; they stay until
+    Redis is flushed (demoted models expire on their own).
+    """
+
+    def __init__(self, client: RedisClient, *, key_prefix: str = "flywheel:") -> None:
         self._redis = client
         self._prefix = key_prefix
 
     def model_key(self, task: str, version: int) -> str:
-        return f"{self._prefix}model:{task}:{version}"
+        return f"{self._prefix}model:{{{task}}}:{version}"
 
     def champion_key(self, task: str) -> str:
-        return f"{self._prefix}champion:{task}"
+        return f"{self._prefix}champion:{{{task}}}"
+
+    def _champion_pattern(self) -> str:
+        # Task names hold no glob characters (TASK_NAME_PATTERN); braces are literal.
+        return self.champion_key("*")
+
+    async def champions(self) -> dict[str, int]:
+        """Every task's champion version: SCAN (every primary, on a cluster), then the
+        GETs in one non-transactional pipeline, which a cluster client splits by node
+        (an MGET across tasks would span slots)."""
+        keys = [k async for k in self._redis.scan_iter(match=self._champion_pattern())]
+        if not keys:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+            values = await pipe.execute()
+        skip = len(self.champion_key(""))  # "{prefix}champion:{" + "}"
+        return {
+            key.decode()[skip - 1 : -1]: int(value)
+            for key, value in zip(keys, values, strict=True)
+            if value is not None
+        }
+
+    async def has_champions(self) -> bool:
+        """Whether Redis holds any champion at all (False: it was flushed or is new)."""
+        async for _ in self._redis.scan_iter(match=self._champion_pattern(), count=100):
+            return True
+        return False
+
+    async def forget(self, task: str) -> None:
+        """Delete the task's champion and every cached version (one slot: one DEL)."""
+        versions = self._prefix + f"model:{{{task}}}:*"
+        keys = [self.champion_key(task)]
+        keys += [k async for k in self._redis.scan_iter(match=versions)]
+        await self._redis.delete(*keys)
 
     async def put(self, version: ModelVersion) -> None:
         """Store a model version (text + metadata), without changing the champion."""

@@ -39,6 +39,8 @@ class ServiceSettings(BaseSettings):
         default="redis://127.0.0.1:16379/0",
         validation_alias=AliasChoices("FLYWHEEL_REDIS_URL", "REDIS_URL"),
     )
+    # Use the Redis Cluster client: `REDIS_URL` names any one node, the rest are discovered.
+    redis_cluster: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     instance_id: str = Field(default="", max_length=128)
@@ -61,4 +63,4 @@ class ServiceSettings(BaseSettings):
         )
 
     def redis_config(self) -> RedisConfig:
-        return RedisConfig(url=self.redis_url)
+        return RedisConfig(url=self.redis_url, cluster=self.redis_cluster)

@@ -130,7 +130,8 @@ async def _readiness(http: object, status: str) -> bool:
 
 
 async def _has_champion(client: object, prefix: str) -> bool:
-    return bool(await client.get(f"{prefix}champion:{TASK}") == b"1")  # type: ignore[attr-defined]
+    key = ModelCache(client, key_prefix=prefix).champion_key(TASK)
+    return bool(await client.get(key) == b"1")  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from flywheel import serde
 from flywheel.events import EntityFeatures, PredictionLog
 from flywheel.kafka import KafkaConfig, make_consumer, make_producer
 from flywheel.prediction_batches import PredictionBatchRequest, PredictionBatchResult
+from flywheel.registry import ModelCache
 from flywheel.topics import (
     ONLINE_FEATURES,
     PREDICTIONS_LOG,
@@ -95,7 +96,8 @@ async def test_empty_redis_is_rebuilt_from_the_registry(
             "redis": True,
             "models": 1,
         }
-    assert await redis_client.get(f"{redis_prefix}champion:{TASK}") == b"1"  # type: ignore[attr-defined]
+    champion_key = ModelCache(redis_client, key_prefix=redis_prefix).champion_key(TASK)
+    assert await redis_client.get(champion_key) == b"1"  # type: ignore[attr-defined]
 
 
 async def test_every_prediction_is_logged_and_counted_in_the_heartbeat(

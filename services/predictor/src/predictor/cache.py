@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from flywheel.redis import RedisClient
 from predictor.metrics import PredictorMetrics
 
 __all__ = ["PredictionCache", "RedisGate", "features_digest"]
@@ -32,7 +32,7 @@ MAX_PENDING_WRITES = 10_000
 class RedisGate:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         metrics: PredictorMetrics,
         *,
         retry_s: float,

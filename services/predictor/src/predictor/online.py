@@ -151,11 +151,13 @@ class OnlineFeatureSync:
         # Retried until Redis takes them: skipping would leave stale entity features.
         while values or deleted:
             try:
+                # One command per key, not MSET/DEL of many: on a Redis Cluster the
+                # entities spread over slots, and the client splits a pipeline by node.
                 async with self._gate.redis.pipeline(transaction=False) as pipe:
-                    if values:
-                        pipe.mset(values)
-                    if deleted:
-                        pipe.delete(*deleted)
+                    for key, value in values.items():
+                        pipe.set(key, value)
+                    for key in deleted:
+                        pipe.delete(key)
                     await pipe.execute()
                 self._metrics.online_updates.inc(len(latest))
                 return

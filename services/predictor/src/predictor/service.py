@@ -66,6 +66,7 @@ class PredictorService:
             url=settings.redis_url,
             socket_timeout_s=settings.predictor_redis_timeout_ms / 1000,
             key_prefix=settings.redis_key_prefix,
+            cluster=settings.redis_cluster,
         )
         self.batch_group_id = self._kafka.scoped(settings.predictor_batch_group_id)
         self._producer: AIOKafkaProducer | None = None

@@ -21,12 +21,12 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from flywheel.errors import ModelIntegrityError
 from flywheel.events import ModelVersion
 from flywheel.kafka import KafkaConfig
+from flywheel.redis import RedisClient
 from flywheel.registry import ModelCache, ModelRegistry, rebuild_cache
 
 __all__ = ["CachedModelSource", "Champion", "ModelSource"]
@@ -57,8 +57,7 @@ class ModelSource(Protocol):
 class CachedModelSource:
     """Redis-cached models (:class:`ModelCache`), backed by the registry topic."""
 
-    def __init__(self, redis: Redis, kafka: KafkaConfig, *, key_prefix: str) -> None:
-        self._redis = redis
+    def __init__(self, redis: RedisClient, kafka: KafkaConfig, *, key_prefix: str) -> None:
         self._cache = ModelCache(redis, key_prefix=key_prefix)
         self._kafka = kafka
         self._registry: ModelRegistry | None = None
@@ -75,20 +74,13 @@ class CachedModelSource:
 
     async def champions(self) -> list[Champion]:
         try:
-            keys = [k async for k in self._redis.scan_iter(match=self._cache.champion_key("*"))]
-            if not keys:
+            found = await self._cache.champions()
+            if not found:
                 return await self.rebuild()
-            values = await self._redis.mget(keys)
         except (RedisError, OSError) as exc:
             log.warning("redis unavailable; reading champions from the registry: %s", exc)
             return await self._registry_champions()
-        skip = len(self._cache.champion_key(""))
-        found = [
-            Champion(key.decode()[skip:], int(value))
-            for key, value in zip(keys, values, strict=True)
-            if value is not None
-        ]
-        return sorted(found, key=lambda c: c.task)
+        return [Champion(task, version) for task, version in sorted(found.items())]
 
     async def _registry_champions(self) -> list[Champion]:
         registry = await self.registry()
@@ -107,7 +99,7 @@ class CachedModelSource:
 
     async def rebuild_if_empty(self) -> bool:
         """After Redis came back: rebuild it if it came back empty. True if rebuilt."""
-        async for _ in self._redis.scan_iter(match=self._cache.champion_key("*"), count=100):
+        if await self._cache.has_champions():
             return False
         await self.rebuild()
         return True
@@ -138,11 +130,7 @@ class CachedModelSource:
         Every replica does it when it sees the deletion: deleting is idempotent.
         """
         try:
-            # Every version's key: {prefix}model:{task}:* (task names hold no ':' or glob).
-            versions = self._cache.model_key(task, 0).rpartition(":")[0] + ":*"
-            keys = [self._cache.champion_key(task)]
-            keys += [k async for k in self._redis.scan_iter(match=versions)]
-            await self._redis.delete(*keys)
+            await self._cache.forget(task)
         except (RedisError, OSError) as exc:
             log.warning("redis unavailable; %s's model keys not removed yet: %s", task, exc)
             return False

@@ -31,7 +31,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from prometheus_client import start_http_server
-from redis.asyncio import Redis
 
 from flywheel import serde
 from flywheel.catalog import TaskCatalog
@@ -39,7 +38,7 @@ from flywheel.errors import FlywheelError, SerdeError
 from flywheel.events import ModelVersion, TrainingBatch
 from flywheel.heartbeat import HeartbeatPublisher
 from flywheel.kafka import make_consumer, wait_for_kafka
-from flywheel.redis import RedisConfig, connect_redis, wait_for_redis
+from flywheel.redis import RedisClient, RedisConfig, connect_redis, wait_for_redis
 from flywheel.registry import (
     ModelCache,
     ModelRegistry,
@@ -83,7 +82,9 @@ class TrainerService:
         self.settings = settings
         self.kafka = settings.kafka_config("flywheel-trainer")
         self.redis_config = RedisConfig(
-            url=settings.redis_url, key_prefix=settings.redis_key_prefix
+            url=settings.redis_url,
+            key_prefix=settings.redis_key_prefix,
+            cluster=settings.redis_cluster,
         )
         self.metrics = metrics or TrainerMetrics()
         self.batches_topic = self.kafka.topic(TRAINING_BATCHES)
@@ -101,7 +102,7 @@ class TrainerService:
         self._consumer: AIOKafkaConsumer | None = None
         self._replayer: AIOKafkaConsumer | None = None
         self._cache: ModelCache | None = None
-        self._redis: Redis | None = None
+        self._redis: RedisClient | None = None
         # Bumped on every assignment change: a poll that straddles one is dropped, since
         # the consumer re-fetches from the committed offsets of the new assignment.
         self._generation = 0
