@@ -27,9 +27,11 @@ API (small on purpose; the predictor, trainer and CLI all use it):
   :func:`make_registry_producer` - a producer sized for 16 MiB gzip'd versions.
 * :class:`ModelCache` - the Redis layout, all keys under ``RedisConfig.key_prefix``::
 
-      {prefix}model:{task}:{version}   hash  text = LightGBM text, meta = ModelVersion JSON
-                                              (every field but model_text)
-      {prefix}champion:{task}          string: the champion's version number
+      {prefix}model:{<task>}:{version}   hash  text = LightGBM text, meta = ModelVersion JSON
+                                                (every field but model_text)
+      {prefix}champion:{<task>}          string: the champion's version number
+
+  (the braces around the task are literal: a Redis Cluster hash tag).
 
   ``load`` re-checks the sha256 and raises :class:`ModelIntegrityError` on a mismatch.
 * :func:`rebuild_cache` - write every task's champion from the registry into Redis
