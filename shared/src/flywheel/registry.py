@@ -37,6 +37,8 @@ API (small on purpose; the predictor, trainer and CLI all use it):
 * :func:`rebuild_cache` - write every task's champion from the registry into Redis
   (used at start-up and after Redis was flushed), except those of ``skip`` (the
   trainer passes the catalog's deleted tasks).
+* :func:`reconcile_cache` - the same for a *partial* loss (one cluster shard restarted
+  empty, eviction): check each champion's keys, restore only the missing ones.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ __all__ = [
     "make_registry_producer",
     "publish_registry_records",
     "rebuild_cache",
+    "reconcile_cache",
     "registry_record",
 ]
 
@@ -357,6 +360,52 @@ class ModelCache:
                 pipe.expire(self.model_key(version.task, previous), DEMOTED_MODEL_TTL_S)
             await pipe.execute()
 
+    async def missing(self, champions: list[ModelVersion]) -> list[ModelVersion]:
+        """The champions whose keys are not (all) in Redis: no champion pointer, or the
+        pointer names this version but its hash is gone or holds another model.
+
+        One non-transactional pipeline of per-key commands (GET, HGET), which a cluster
+        client splits by node. A pointer naming *another* version is not reported: it
+        may be a champion change newer than the caller's registry view.
+        """
+        if not champions:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for version in champions:
+                pipe.get(self.champion_key(version.task))
+                pipe.hget(self.model_key(version.task, version.version), "meta")
+            values = await pipe.execute()
+        gaps = []
+        for i, version in enumerate(champions):
+            pointer, meta = values[2 * i], values[2 * i + 1]
+            lost_pointer = pointer is None
+            lost_model = (
+                not lost_pointer
+                and int(pointer) == version.version
+                and (meta is None or orjson.loads(meta).get("model_sha256") != version.model_sha256)
+            )
+            if lost_pointer or lost_model:
+                gaps.append(version)
+        return gaps
+
+    async def restore(self, version: ModelVersion) -> bool:
+        """Write back a champion :meth:`missing` reported; True if it is the champion now.
+
+        The pointer is only created if absent (SET NX): a champion change written since
+        the check wins over this repair, whose hash then expires like a demoted one.
+        """
+        await self.put(version)
+        key = self.model_key(version.task, version.version)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.champion_key(version.task), str(version.version), nx=True)
+            pipe.get(self.champion_key(version.task))
+            _, pointer = await pipe.execute()
+        if pointer is not None and int(pointer) == version.version:
+            await self._redis.persist(key)
+            return True
+        await self._redis.expire(key, DEMOTED_MODEL_TTL_S)
+        return False
+
     async def champion_version(self, task: str) -> int | None:
         raw = await self._redis.get(self.champion_key(task))
         return None if raw is None else int(raw)
@@ -406,3 +455,20 @@ async def rebuild_cache(
         "model cache rebuilt from the registry", extra={"champions": written, "skipped": skipped}
     )
     return written
+
+
+async def reconcile_cache(
+    view: RegistryView, cache: ModelCache, *, skip: Container[str] = frozenset()
+) -> list[ModelVersion]:
+    """Restore the champions of ``view`` whose Redis keys were lost (all but those of
+    ``skip``: deleted tasks stay deleted); return the ones restored."""
+    champions = [
+        champion
+        for task in view.tasks()
+        if task not in skip and (champion := view.champion(task)) is not None
+    ]
+    restored = []
+    for version in await cache.missing(champions):
+        if await cache.restore(version):
+            restored.append(version)
+    return restored

@@ -17,7 +17,13 @@ from flywheel.catalog import apply_tasks, delete_task
 from flywheel.events import EntityFeatures
 from flywheel.kafka import KafkaConfig, make_producer
 from flywheel.redis import RedisConfig, connect_redis
-from flywheel.registry import DEMOTED_MODEL_TTL_S, ModelCache, RegistryView
+from flywheel.registry import (
+    DEMOTED_MODEL_TTL_S,
+    ModelCache,
+    RegistryView,
+    champion_change,
+    reconcile_cache,
+)
 from flywheel.tasks import LabelSpec, LabelType, Objective, TaskDefinition
 from flywheel.topics import ONLINE_FEATURES
 from predictor.cache import PredictionCache, RedisGate
@@ -213,3 +219,29 @@ async def test_online_features_and_task_deletion_on_the_cluster(
 
         await wait_for(forgotten, timeout_s=10)
     await cluster.delete(*(keys.entity(task, e) for e in entities[5:]))
+
+
+async def test_a_lost_shard_is_reconciled_from_the_registry(
+    cluster: aioredis.RedisCluster, redis_prefix: str
+) -> None:
+    cache = ModelCache(cluster, key_prefix=redis_prefix)
+    view = RegistryView()
+    for task in TASKS:
+        version = train_version(task, 1, rounds=3)
+        view.add(version)
+        view.add(champion_change(view, task, 1, kind="promotion", reason="test"))
+        await cache.set_champion(version)
+    # One primary restarted empty: the keys of the tasks whose slot it owns are gone.
+    shard = _node(cluster, cache.champion_key(TASKS[0]))
+    lost = [t for t in TASKS if _node(cluster, cache.champion_key(t)) == shard]
+    for task in lost:
+        await cluster.delete(cache.champion_key(task), cache.model_key(task, 1))
+    assert set(await cache.champions()) == set(TASKS) - set(lost)
+    # A cross-node pipeline of per-key commands finds them; deleted tasks stay out.
+    restored = await reconcile_cache(view, cache, skip=frozenset(lost[1:]))
+    assert [v.task for v in restored] == lost[:1]
+    assert set(await cache.champions()) == set(TASKS) - set(lost[1:])
+    assert await reconcile_cache(view, cache) == [view.champion(t) for t in lost[1:]]
+    assert await cache.champions() == {task: 1 for task in TASKS}
+    for task in TASKS:
+        await cache.forget(task)

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import TopicPartition
 
 from flywheel import serde
 from flywheel.events import ModelPublished, TrainingBatch
 from flywheel.kafka import KafkaConfig, make_consumer, make_producer
+from flywheel.redis import RedisConfig
 from flywheel.registry import ModelRegistry
 from flywheel.topics import MODELS_PUBLISHED, TRAINING_BATCHES
+from trainer.config import Settings
+
+
+def trainer_settings(kafka: KafkaConfig, redis_config: RedisConfig, **overrides: Any) -> Settings:
+    """An in-process trainer's settings: the test's topics and Redis prefix, any port."""
+    return Settings(
+        kafka_bootstrap_servers=kafka.bootstrap_servers,
+        topic_prefix=kafka.topic_prefix,
+        redis_url=redis_config.url,
+        redis_key_prefix=redis_config.key_prefix,
+        trainer_port=0,
+        startup_timeout_s=20,
+        heartbeat_interval_s=0.5,
+        **overrides,
+    )
 
 
 async def publish_batches(kafka: KafkaConfig, batches: list[TrainingBatch]) -> None:

@@ -15,7 +15,6 @@ from flywheel.redis import RedisConfig
 from flywheel.registry import ModelCache
 from flywheel.topics import TRAINING_BATCHES
 from tests.integration.heartbeats import wait_for_heartbeat
-from trainer.config import Settings
 from trainer.service import TrainerService
 
 from ...unit.trainer.streams import make_batch, make_task
@@ -23,22 +22,11 @@ from .helpers import (
     publish_batches,
     read_announcements,
     registry_snapshot,
+    trainer_settings,
     wait_for_events_trained,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _settings(kafka: KafkaConfig, redis_config: RedisConfig) -> Settings:
-    return Settings(
-        kafka_bootstrap_servers=kafka.bootstrap_servers,
-        topic_prefix=kafka.topic_prefix,
-        redis_url=redis_config.url,
-        redis_key_prefix=redis_config.key_prefix,
-        trainer_port=0,
-        startup_timeout_s=20,
-        heartbeat_interval_s=0.5,
-    )
 
 
 async def test_batches_become_versions_champions_and_cached_models(
@@ -49,7 +37,7 @@ async def test_batches_become_versions_champions_and_cached_models(
     rng = np.random.default_rng(11)
     batches = [make_batch(rng, i, 200) for i in range(6)]
 
-    settings = _settings(kafka, redis_config)
+    settings = trainer_settings(kafka, redis_config)
     service = TrainerService(settings)
     await service.start()
     runner = asyncio.create_task(service.run())

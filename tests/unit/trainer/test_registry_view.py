@@ -97,6 +97,7 @@ def test_the_registry_api_is_pinned() -> None:
         "make_registry_producer",
         "publish_registry_records",
         "rebuild_cache",
+        "reconcile_cache",
         "registry_record",
     ]
     assert all(hasattr(flywheel.registry, name) for name in flywheel.registry.__all__)

@@ -39,5 +39,8 @@ class Settings(ServiceSettings):
     trainer_replay_records: int = Field(default=100, ge=0, le=10_000)
     # Largest training batch message accepted (ingest keeps them under 1 MB).
     trainer_max_batch_bytes: int = Field(default=2_000_000, ge=10_000, le=16_000_000)
+    # Seconds between checks that every champion's Redis keys are there (a cluster shard
+    # restarted empty, an eviction); missing ones are rewritten and re-announced. 0 = off.
+    trainer_cache_reconcile_s: float = Field(default=30.0, ge=0, le=3600)
     # Seconds between heartbeats on services.heartbeats (RSS, CPU, models, batches).
     heartbeat_interval_s: float = Field(default=5.0, gt=0, le=300)

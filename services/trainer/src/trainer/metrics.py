@@ -83,6 +83,12 @@ class TrainerMetrics:
             "Update transactions that failed and were retried from the committed offset.",
             registry=r,
         )
+        self.cache_repairs = Counter(
+            "flywheel_trainer_cache_repairs",
+            "Champions whose Redis keys were missing and were rewritten from the registry.",
+            ["task"],
+            registry=r,
+        )
         self._exported: dict[str, str] = {}
 
     def members(self, task: str, members: dict[str, dict[str, float]]) -> None:

@@ -23,10 +23,11 @@ committed version of each task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -42,8 +43,11 @@ from flywheel.redis import RedisClient, RedisConfig, connect_redis, wait_for_red
 from flywheel.registry import (
     ModelCache,
     ModelRegistry,
+    announcement,
     make_registry_producer,
+    publish_registry_records,
     rebuild_cache,
+    reconcile_cache,
 )
 from flywheel.tasks import TaskDefinition
 from flywheel.topics import (
@@ -107,6 +111,7 @@ class TrainerService:
         # the consumer re-fetches from the committed offsets of the new assignment.
         self._generation = 0
         self._http: Any = None
+        self._reconciler: asyncio.Task[None] | None = None
         # Plain counts for the heartbeat (the Prometheus series are per task).
         self.batches_total = 0  # training batch records settled: learned or dead-lettered
         self.batch_errors_total = 0  # of which dead-lettered, plus records of aborted updates
@@ -177,6 +182,8 @@ class TrainerService:
             registry=self.metrics.registry,
         )
         await self.heartbeat.start()
+        if self.settings.trainer_cache_reconcile_s > 0:
+            self._reconciler = asyncio.create_task(self._reconcile_loop(), name="reconcile")
         self.metrics.up.set(1)
 
     async def run(self) -> None:
@@ -202,6 +209,11 @@ class TrainerService:
         self._stopping.set()
         self.metrics.up.set(0)
         await self.heartbeat.stop()
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+            self._reconciler = None
         async with self._lock:
             pass  # an update in flight finishes its transaction first; none starts after
         if self._consumer is not None:
@@ -238,6 +250,50 @@ class TrainerService:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
+
+    # ---- the Redis cache -----------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.trainer_cache_reconcile_s)
+            try:
+                await self.reconcile_cache()
+            except Exception:
+                # Redis or Kafka briefly away: the next round tries again.
+                log.exception("cache reconcile failed; retrying next interval")
+
+    async def reconcile_cache(self) -> int:
+        """Rewrite the champions Redis lost (one cluster shard restarted empty, an
+        eviction) and re-announce them, so predictors that answered no_model load them;
+        one that already serves the version ignores the announcement. Every replica
+        checks every task: the writes never overwrite a pointer (SET NX), so replicas
+        and promotions racing a repair agree. Returns how many were repaired."""
+        cache = self._cache
+        if cache is None:
+            return 0
+        async with self._lock:
+            if self._stopping.is_set():
+                return 0
+            # The latest champion changes, from any replica or operator, first.
+            await self.registry.catch_up()
+            repaired = await reconcile_cache(self.registry, cache, skip=self.catalog.deleted())
+        for version in repaired:
+            self.metrics.cache_repairs.labels(version.task).inc()
+            log.info(
+                "champion restored in Redis from the registry",
+                extra={"task": version.task, "version": version.version},
+            )
+        for version in repaired:
+            history = self.registry.history(version.task)
+            await self._announce(version, history[-1].kind if history else "promotion")
+        return len(repaired)
+
+    async def _announce(
+        self, version: ModelVersion, kind: Literal["promotion", "rollback"]
+    ) -> None:
+        """Re-announce a restored champion on ``models.published`` (a short-lived
+        producer: repairs are rare, and the transactional ones belong to partitions)."""
+        await publish_registry_records(self.kafka, [], announce=announcement(version, kind))
 
     # ---- partition ownership -----------------------------------------------------
 
