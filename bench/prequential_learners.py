@@ -18,7 +18,6 @@ Adding a learner is one class with ``name``, ``test_then_train`` and ``stats``.
 from __future__ import annotations
 
 import importlib
-import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench.prequential_streams import Chunk, Row
+from flywheel.encoding import FeatureEncoding
 from flywheel.tasks import FeatureType, TaskDefinition
 
 __all__ = [
@@ -174,34 +174,24 @@ class ColumnEncoder:
 
     def __init__(self, task: TaskDefinition) -> None:
         self.names = task.feature_names
-        self.types = tuple(f.type for f in task.features)
-        self.categorical = [i for i, t in enumerate(self.types) if t is FeatureType.CATEGORY]
+        types = tuple(f.type for f in task.features)
+        self.categorical = [i for i, t in enumerate(types) if t is FeatureType.CATEGORY]
         self._codes: dict[str, dict[str, int]] = {
             f.name: {} for f in task.features if f.type is FeatureType.CATEGORY
         }
+        # Applying the codes is the trainer's and predictor's code; only learning is here.
+        self._encoding = FeatureEncoding([(f.name, f.type) for f in task.features], self._codes)
 
     def encode(
         self, columns: Mapping[str, Sequence[Any]], *, learn: bool
     ) -> npt.NDArray[np.float64]:
         n = len(columns[self.names[0]]) if self.names else 0
-        out = np.empty((n, len(self.names)), dtype=np.float64)
-        for j, (name, kind) in enumerate(zip(self.names, self.types, strict=True)):
-            values = columns.get(name, [None] * n)
-            if kind is FeatureType.CATEGORY:
-                codes = self._codes[name]
-                col: list[float] = []
-                for v in values:
-                    if v is None:
-                        col.append(math.nan)
-                        continue
-                    code = codes.get(v)
-                    if code is None and learn:
-                        code = codes[v] = len(codes)
-                    col.append(math.nan if code is None else float(code))
-                out[:, j] = col
-            else:
-                out[:, j] = [math.nan if v is None else float(v) for v in values]
-        return out
+        if learn:
+            for name, codes in self._codes.items():
+                for v in columns.get(name, ()):
+                    if v is not None and v not in codes:
+                        codes[v] = len(codes)
+        return self._encoding.encode_columns(columns, n)
 
     def encode_rows(self, rows: Sequence[Row], *, learn: bool) -> npt.NDArray[np.float64]:
         return self.encode({n: [r.get(n) for r in rows] for n in self.names}, learn=learn)

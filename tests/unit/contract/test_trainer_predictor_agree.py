@@ -1,10 +1,11 @@
 """The trainer and the predictor must score a row identically.
 
-Each service encodes features itself (the trainer to learn, the predictor on the hot
-path). Both take column order and category codes from the model version, so a client
-can never get silently different results; this test holds them to it, for every
-objective, with seen, unseen and missing values, for single models and for ensembles
-(averaged and stacked), explanations included.
+Both services encode features through :class:`flywheel.encoding.FeatureEncoding` (the
+trainer to learn, the predictor on the hot path) with column order and category codes
+from the model version, so a client can never get silently different results; this
+test holds them to it: the very matrices are identical, and so are the scores, for
+every objective, with seen, unseen and missing values, for single models and for
+ensembles (averaged and stacked), explanations included.
 """
 
 from __future__ import annotations
@@ -163,3 +164,31 @@ def test_predictor_serves_exactly_what_the_trainer_ensemble_learned(
             z = np.asarray([sum(contributions[c].values()) for c in ("low", "mid", "high")])
             softmax = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
             np.testing.assert_allclose(softmax, answer["score"], atol=1e-9)
+
+
+def test_trainer_and_predictor_feed_the_booster_identical_matrices() -> None:
+    rng = random.Random(9)
+    learner = TaskLearner(_task("binary", {"type": "bool"}))
+    for i in range(6):
+        learner.score_then_learn(_batch("binary", rng, i))
+    assert learner.champion is not None
+    served = ServingModel.load(learner.champion.record)
+
+    rows = [_row(rng) for _ in range(30)]
+    rows[0]["agent"] = "a-category-never-seen"
+    rows[1]["retries"] = None
+    del rows[2]["retries"]
+    trained_rows = learner.features.encode_rows(rows)
+    trained_columns = learner.features.encode_columns(
+        {name: [row.get(name) for row in rows] for name in learner.features.names},
+        len(rows),
+        learn=False,
+    )
+    served_matrix, unknown = served.encode(rows)
+
+    assert served.columns == tuple(learner.features.names)
+    np.testing.assert_array_equal(served_matrix, trained_rows)  # NaN == NaN here
+    np.testing.assert_array_equal(served_matrix, trained_columns)
+    assert np.isnan(served_matrix[0, served.columns.index("agent")])
+    assert np.isnan(served_matrix[2, served.columns.index("retries")])
+    assert unknown[0] == ["agent"] and not any(unknown[1:])

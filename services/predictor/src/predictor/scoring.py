@@ -16,26 +16,23 @@ the encoding the trainer used, and features are checked with the same
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-import numpy.typing as npt
 
 from flywheel.calibration import Calibrator, calibrator_from
+from flywheel.encoding import FeatureEncoding, Matrix, codes_from
 from flywheel.errors import ModelError, ModelIntegrityError
 from flywheel.events import ModelVersion
-from flywheel.tasks import FeatureType, LabelSpec, LabelType, Objective, TaskDefinition
+from flywheel.tasks import LabelSpec, LabelType, Objective, TaskDefinition
 from predictor.ensemble_scoring import EnsembleScorer
 from predictor.single_row import SingleRowScorer
 
 __all__ = ["ServingModel"]
-
-Matrix = npt.NDArray[np.float64]
 
 # Below this many rows LightGBM runs on the calling thread: starting OpenMP's team
 # costs several times what scoring one row does (~15 µs). Larger batches use every core.
@@ -68,8 +65,8 @@ class ServingModel:
     calibrate: Calibrator
     # Position i of the booster's input is feature columns[i].
     columns: tuple[str, ...]
-    kinds: tuple[FeatureType, ...]
-    category_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    # The trainer's encoding (shared code), with this model's column order and codes.
+    encoding: FeatureEncoding
     # Measured at warm-up: what scoring one row costs, so callers can tell whether a
     # remote cache lookup would save time or cost it.
     row_cost_us: float = 0.0
@@ -122,11 +119,9 @@ class ServingModel:
             definition=definition,
             calibrate=calibrator_from(record.calibration),
             columns=tuple(names),
-            kinds=tuple(specs[n].type for n in names),
-            category_codes={
-                name: {c: i for i, c in enumerate(cats)}
-                for name, cats in record.category_mappings.items()
-            },
+            encoding=FeatureEncoding(
+                [(n, specs[n].type) for n in names], codes_from(record.category_mappings)
+            ),
             ensemble=ensemble,
             single_row=SingleRowScorer(booster) if ensemble is None else None,
         )
@@ -150,29 +145,12 @@ class ServingModel:
         self.definition.check_features(features, prefix=prefix)
 
     def encode(self, rows: list[dict[str, Any]]) -> tuple[Matrix, list[list[str]]]:
-        """Checked rows -> the booster's input matrix, plus unknown categories per row."""
-        matrix = np.empty((len(rows), len(self.columns)), dtype=np.float64)
-        unknown: list[list[str]] = []
-        codes = self.category_codes
-        for r, row in enumerate(rows):
-            row_unknown: list[str] = []
-            for c, (name, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
-                value = row.get(name)
-                if value is None:
-                    matrix[r, c] = math.nan
-                elif kind is FeatureType.CATEGORY:
-                    code = codes.get(name, {}).get(value)
-                    if code is None:
-                        # A category the model never saw takes LightGBM's missing branch;
-                        # the response says so rather than hiding it.
-                        row_unknown.append(name)
-                        matrix[r, c] = math.nan
-                    else:
-                        matrix[r, c] = code
-                else:
-                    matrix[r, c] = float(value)
-            unknown.append(row_unknown)
-        return matrix, unknown
+        """Checked rows -> the booster's input matrix, plus unknown categories per row.
+
+        A category the model never saw takes LightGBM's missing branch; the response
+        says so rather than hiding it.
+        """
+        return self.encoding.encode_rows(rows)
 
     def _scores(self, matrix: Matrix) -> Matrix:
         if self.ensemble is not None:
@@ -186,7 +164,7 @@ class ServingModel:
 
     def predict(self, rows: list[dict[str, Any]], *, explain: bool = False) -> list[dict[str, Any]]:
         """Score checked rows; one JSON-ready dict per row (score, confidence, label, …)."""
-        matrix, unknown = self.encode(rows)
+        matrix, unknown = self.encoding.encode_rows(rows)
         raw = self._scores(matrix)
         objective = self.record.objective
         results: list[dict[str, Any]] = []

@@ -3,25 +3,22 @@
 The model owns its category mappings: a category's code is its index in
 ``ModelVersion.category_mappings[feature]``, codes are stable (new categories are
 appended, never reordered) and a category the model never saw is encoded as missing
-(NaN), so LightGBM sends it down its missing-value branch. Column ``i`` of the matrix
-is ``feature_schema[i]``; the predictor encodes requests the same way.
+(NaN), so LightGBM sends it down its missing-value branch. Applying the mappings is
+:class:`flywheel.encoding.FeatureEncoding`, the same code the predictor serves with;
+what stays here is learning them (appending categories as batches arrive).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from flywheel.encoding import FeatureEncoding, Matrix, Vector, codes_from
 from flywheel.tasks import FeatureSpec, FeatureType, LabelType, Objective, TaskDefinition
 
 __all__ = ["FeatureEncoder", "LabelEncoder", "Matrix", "Vector"]
-
-Matrix = npt.NDArray[np.float64]
-Vector = npt.NDArray[np.float64]
 
 # Beyond this many categories a feature's new values are treated as missing: the
 # mapping (and the model's categorical splits) must stay bounded.
@@ -45,9 +42,9 @@ class FeatureEncoder:
             for spec in self.schema
             if spec.type is FeatureType.CATEGORY
         }
-        self._codes: dict[str, dict[str, int]] = {
-            name: {c: i for i, c in enumerate(cats)} for name, cats in self._categories.items()
-        }
+        self._codes = codes_from(self._categories)
+        # Shares self._codes: categories learnt below are applied from then on.
+        self._encoding = FeatureEncoding([(s.name, s.type) for s in self.schema], self._codes)
 
     @property
     def names(self) -> list[str]:
@@ -65,38 +62,27 @@ class FeatureEncoder:
         self, columns: Mapping[str, Sequence[Any]], n_rows: int, *, learn: bool
     ) -> Matrix:
         """Encode columnar values; with ``learn`` unseen categories get new codes first."""
-        matrix = np.empty((n_rows, len(self.schema)), dtype=np.float64)
-        for j, spec in enumerate(self.schema):
-            values = columns.get(spec.name)
-            if values is None:
-                matrix[:, j] = math.nan
-            elif spec.type is FeatureType.CATEGORY:
-                matrix[:, j] = self._category_codes(spec.name, values, learn=learn)
-            else:
-                matrix[:, j] = [math.nan if v is None else float(v) for v in values]
-        return matrix
+        if learn:
+            for name in self._categories:
+                values = columns.get(name)
+                if values is not None:
+                    self._learn(name, values)
+        return self._encoding.encode_columns(columns, n_rows)
 
     def encode_rows(self, rows: Sequence[dict[str, Any]], *, learn: bool = False) -> Matrix:
-        columns = {name: [row.get(name) for row in rows] for name in self.names}
-        return self.encode_columns(columns, len(rows), learn=learn)
-
-    def _category_codes(self, name: str, values: Sequence[Any], *, learn: bool) -> list[float]:
-        codes = self._codes[name]
         if learn:
-            categories = self._categories[name]
-            for value in values:
-                if (
-                    value is not None
-                    and value not in codes
-                    and len(categories) < self._max_categories
-                ):
-                    codes[value] = len(categories)
-                    categories.append(value)
-        out: list[float] = []
+            for name in self._categories:
+                self._learn(name, [row.get(name) for row in rows])
+        matrix, _ = self._encoding.encode_rows(rows)
+        return matrix
+
+    def _learn(self, name: str, values: Sequence[Any]) -> None:
+        codes = self._codes[name]
+        categories = self._categories[name]
         for value in values:
-            code = None if value is None else codes.get(value)
-            out.append(math.nan if code is None else float(code))
-        return out
+            if value is not None and value not in codes and len(categories) < self._max_categories:
+                codes[value] = len(categories)
+                categories.append(value)
 
 
 class LabelEncoder:
