@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from flywheel.compacted import CompactedReader
+from flywheel.catalog import TaskCatalog
 from flywheel.errors import ModelError
 from flywheel.events import ModelVersion
 from flywheel.kafka import KafkaConfig, wait_for_kafka
@@ -32,7 +32,6 @@ from flywheel.registry import (
     champion_change,
     publish_registry_records,
 )
-from flywheel.topics import TASKS
 from flywheel_cli.config import StackConfig
 
 __all__ = ["change_champion", "describe_task", "register", "task_history", "task_summaries"]
@@ -220,22 +219,12 @@ async def _view(kafka: KafkaConfig) -> ModelRegistry:
 
 async def deleted_tasks(kafka: KafkaConfig) -> frozenset[str]:
     """Tasks whose latest ``tasks`` record is a tombstone (deleted, not re-applied)."""
-    deleted: set[str] = set()
-
-    def on_record(key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        if value is None:
-            deleted.add(key.decode("utf-8", "replace"))
-        else:
-            deleted.discard(key.decode("utf-8", "replace"))
-
-    reader = CompactedReader(kafka, kafka.topic(TASKS), on_record)
+    catalog = TaskCatalog(kafka)
     try:
-        await reader.load()
+        await catalog.start(follow=False)
     finally:
-        await reader.stop()
-    return frozenset(deleted)
+        await catalog.stop()
+    return catalog.deleted()
 
 
 async def _view_and_deleted(kafka: KafkaConfig) -> tuple[ModelRegistry, frozenset[str]]:

@@ -10,9 +10,12 @@ from flywheel.kafka import KafkaConfig, make_producer
 from flywheel.tasks import TaskDefinition
 from flywheel.topics import TASKS
 
-__all__ = ["TaskCatalog", "apply_tasks", "delete_task"]
+__all__ = ["MAX_DEFINITION_BYTES", "TaskCatalog", "apply_tasks", "delete_task"]
 
 log = logging.getLogger(__name__)
+
+# Largest task definition record read from the topic.
+MAX_DEFINITION_BYTES = 1_000_000
 
 
 class TaskCatalog:
@@ -39,7 +42,7 @@ class TaskCatalog:
             self._tasks.pop(name, None)
             self._deleted.add(name)
             return
-        self._tasks[name] = serde.decode(TaskDefinition, value, max_bytes=1_000_000)
+        self._tasks[name] = serde.decode(TaskDefinition, value, max_bytes=MAX_DEFINITION_BYTES)
         self._deleted.discard(name)
 
     async def start(self, *, follow: bool = True) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import logging
 
 from flywheel import serde
+from flywheel.catalog import MAX_DEFINITION_BYTES
 from flywheel.compacted import CompactedReader
 from flywheel.errors import FlywheelError
 from flywheel.events import ModelVersion
@@ -35,9 +36,6 @@ from predictor.store import ModelStore
 __all__ = ["TaskWatch", "serves_definition"]
 
 log = logging.getLogger(__name__)
-
-# The catalog's own bound on one definition (flywheel.catalog).
-MAX_DEFINITION_BYTES = 1_000_000
 
 
 def serves_definition(model: ModelVersion, task: TaskDefinition) -> bool:
