@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Container
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -33,8 +33,8 @@ class FakeSource:
     def add(self, version: ModelVersion) -> None:
         self.versions[(version.task, version.version)] = version
 
-    async def champions(self) -> list[Champion]:
-        return [Champion(t, v) for t, v in sorted(self.champion.items())]
+    async def champions(self, skip: Container[str] = frozenset()) -> list[Champion]:
+        return [Champion(t, v) for t, v in sorted(self.champion.items()) if t not in skip]
 
     async def fetch(self, task: str, version: int) -> ModelVersion | None:
         return self.versions.get((task, version))

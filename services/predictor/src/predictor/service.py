@@ -77,6 +77,7 @@ class PredictorService:
         self._online: OnlineFeatureSync | None = None
         self._batch: BatchPredictions | None = None
         self._source: CachedModelSource | None = None
+        self._store: ModelStore | None = None
         self.predictor: Predictor | None = None
         self.port: int | None = None
         self.heartbeat = HeartbeatPublisher(
@@ -103,7 +104,7 @@ class PredictorService:
         gate = RedisGate(
             redis, self.metrics, retry_s=s.predictor_redis_retry_s, on_recovered=self._redis_back
         )
-        store = ModelStore(self._source, self.metrics)
+        self._store = store = ModelStore(self._source, self.metrics)
         self._producer = make_producer(self._kafka, linger_ms=PRODUCER_LINGER_MS)
         log_sender = PredictionLogSender(
             self._producer,
@@ -177,7 +178,8 @@ class PredictorService:
         self.port = server.servers[0].sockets[0].getsockname()[1]
 
     async def _redis_back(self) -> None:
-        if self._source is not None and await self._source.rebuild_if_empty():
+        retired = frozenset(self._store.retired()) if self._store is not None else frozenset()
+        if self._source is not None and await self._source.rebuild_if_empty(skip=retired):
             log.warning("redis came back empty; model cache rebuilt from the registry")
         if self._tasks is not None:
             self._tasks.on_redis_back()

@@ -18,6 +18,7 @@ predictor's policy on top:
 from __future__ import annotations
 
 import logging
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,7 +44,9 @@ class Champion:
 class ModelSource(Protocol):
     """What the model store needs: the champions, and a version's record."""
 
-    async def champions(self) -> list[Champion]: ...
+    async def champions(self, skip: Container[str] = frozenset()) -> list[Champion]:
+        """Every champion; ``skip``: deleted tasks, never written back to a rebuilt cache."""
+        ...
 
     async def fetch(self, task: str, version: int) -> ModelVersion | None: ...
 
@@ -72,11 +75,11 @@ class CachedModelSource:
             await self._registry.catch_up()
         return self._registry
 
-    async def champions(self) -> list[Champion]:
+    async def champions(self, skip: Container[str] = frozenset()) -> list[Champion]:
         try:
             found = await self._cache.champions()
             if not found:
-                return await self.rebuild()
+                return await self.rebuild(skip)
         except (RedisError, OSError) as exc:
             log.warning("redis unavailable; reading champions from the registry: %s", exc)
             return await self._registry_champions()
@@ -91,17 +94,18 @@ class CachedModelSource:
                 champions.append(Champion(task, version))
         return champions
 
-    async def rebuild(self) -> list[Champion]:
-        """Redis holds no champion: write them all from the registry topic."""
+    async def rebuild(self, skip: Container[str] = frozenset()) -> list[Champion]:
+        """Redis holds no champion: write them all from the registry topic, but those of
+        the deleted tasks in ``skip``."""
         registry = await self.registry()
-        await rebuild_cache(registry, self._cache)
+        await rebuild_cache(registry, self._cache, skip=skip)
         return await self._registry_champions()
 
-    async def rebuild_if_empty(self) -> bool:
+    async def rebuild_if_empty(self, skip: Container[str] = frozenset()) -> bool:
         """After Redis came back: rebuild it if it came back empty. True if rebuilt."""
         if await self._cache.has_champions():
             return False
-        await self.rebuild()
+        await self.rebuild(skip)
         return True
 
     async def fetch(self, task: str, version: int) -> ModelVersion | None:

@@ -80,7 +80,7 @@ class ModelStore:
     async def load_champions(self) -> int:
         """Load every champion the source knows; a broken one is logged, not fatal."""
         loaded = 0
-        for champion in await self._source.champions():
+        for champion in await self._source.champions(skip=self._retired):
             if champion.task in self._retired:
                 continue
             if await self.swap_to(champion.task, champion.version):
